@@ -1,0 +1,103 @@
+#pragma once
+// Process-wide metrics. Series are created when a config snapshot is compiled
+// (main thread) and handed to the request path as stable pointers; the request
+// path only does relaxed atomic adds, never a lookup or a lock. prometheus-cpp
+// is used for the exposition format at scrape time (its own Histogram takes a
+// mutex per observation, which the request path must not).
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+namespace remora::observe {
+
+class Counter {
+ public:
+  void add(uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
+  uint64_t value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> value_{0};
+};
+
+class Gauge {
+ public:
+  void add(int64_t n) { value_.fetch_add(n, std::memory_order_relaxed); }
+  int64_t value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> value_{0};
+};
+
+// Request durations in seconds, Prometheus' default-like buckets.
+class DurationHistogram {
+ public:
+  static constexpr std::array<double, 12> kBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                     0.05,   0.1,   0.25,   0.5,   1,    2.5};
+  void observe(double seconds);
+  // Non-cumulative counts per bucket, the last one being +Inf.
+  std::array<uint64_t, kBounds.size() + 1> bucket_counts() const;
+  uint64_t count() const { return count_.value(); }
+  double sum_seconds() const { return static_cast<double>(sum_us_.value()) / 1e6; }
+
+ private:
+  std::array<Counter, kBounds.size() + 1> buckets_;
+  Counter count_;
+  Counter sum_us_;
+};
+
+// Requests of one (listener, route, cluster), by status class 1xx..5xx.
+struct RequestSeries {
+  std::array<Counter, 5> by_status_class;
+  void count_status(unsigned status) {
+    if (status >= 100 && status < 600) by_status_class[status / 100 - 1].add();
+  }
+};
+
+struct ListenerSeries {
+  Gauge active_connections;
+  std::map<std::string, Counter, std::less<>> rejected;  // reason → count; keys fixed at creation
+  Counter& rejected_for(std::string_view reason);
+};
+
+struct ClusterSeries {
+  Gauge active_connections;
+  Counter connect_failures;
+};
+
+class Metrics {
+ public:
+  Metrics();
+  // Stable for the life of the process; same labels → same series, so that
+  // counters survive config reloads. Main thread only.
+  RequestSeries& requests(const std::string& listener, const std::string& route,
+                          const std::string& cluster);
+  DurationHistogram& duration(const std::string& listener, const std::string& route);
+  ListenerSeries& listener(const std::string& name);
+  ClusterSeries& cluster(const std::string& name);
+
+  Counter reloads_ok;
+  Counter reloads_failed;
+
+  // Prometheus text exposition of everything.
+  std::string render() const;
+
+ private:
+  mutable std::mutex mutex_;  // guards the maps' structure (creation vs scrape), never the request path
+  std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<RequestSeries>>
+      requests_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<DurationHistogram>> durations_;
+  std::map<std::string, std::unique_ptr<ListenerSeries>> listeners_;
+  std::map<std::string, std::unique_ptr<ClusterSeries>> clusters_;
+};
+
+// The fixed set of reasons a downstream request can be refused for.
+inline constexpr std::array<std::string_view, 6> kRejectReasons = {
+    "bad_request", "request_header_too_large", "uri_too_long",
+    "request_timeout", "overloaded", "upgrade_refused"};
+
+}  // namespace remora::observe

@@ -1,0 +1,66 @@
+#pragma once
+// One compiled route: what it matches and where it sends the request.
+// Built once per config snapshot; read-only on the request path.
+#include <chrono>
+#include <cstdint>
+#include <regex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "remora/http/header_list.h"
+#include "remora/http/header_mutation.h"
+
+namespace remora::observe {
+struct RequestSeries;
+class DurationHistogram;
+}  // namespace remora::observe
+
+namespace remora::router {
+
+struct HeaderMatcher {
+  enum class Kind { kExact, kRegex, kPresent };
+  std::string name;
+  Kind kind = Kind::kExact;
+  std::string value;
+  std::regex regex;
+};
+
+struct RouteTarget {
+  size_t cluster;  // index into Snapshot::clusters
+  uint32_t weight;
+  observe::RequestSeries* requests = nullptr;
+};
+
+struct Route {
+  std::string name;
+  // match
+  std::string prefix;
+  std::string path;
+  std::string host;        // lower case, without a leading "*"
+  bool host_wildcard = false;
+  std::vector<HeaderMatcher> headers;
+  // action
+  std::vector<RouteTarget> targets;  // one entry for `cluster`, several for `split`
+  uint32_t total_weight = 0;
+  bool rewrite = false;
+  std::string rewrite_prefix;
+  std::chrono::milliseconds timeout{15000};
+  http::HeaderMutation request_headers;
+  http::HeaderMutation response_headers;
+  observe::DurationHistogram* duration = nullptr;
+
+  // `random` in [0, total_weight) picks a target of a split.
+  const RouteTarget& pick_target(uint32_t random) const;
+};
+
+// What routing looks at in a request.
+struct RouteRequest {
+  std::string_view host;  // Host / :authority, port included or not
+  std::string_view path;  // path and query
+  const http::HeaderList& headers;
+};
+
+bool matches(const Route& route, const RouteRequest& request);
+
+}  // namespace remora::router

@@ -1,0 +1,29 @@
+#pragma once
+// A cluster as the config describes it (immutable, part of a Snapshot).
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "remora/net/address.h"
+
+namespace remora::observe {
+struct ClusterSeries;
+}
+
+namespace remora::upstream {
+
+enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
+
+struct ClusterSpec {
+  std::string name;
+  LbPolicy lb = LbPolicy::kRoundRobin;
+  std::vector<net::Endpoint> static_endpoints;
+  std::vector<net::DnsName> dns_names;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds dns_refresh{5000};
+  std::chrono::milliseconds pool_idle_timeout{60000};
+  size_t pool_max_idle = 64;
+  observe::ClusterSeries* stats = nullptr;
+};
+
+}  // namespace remora::upstream

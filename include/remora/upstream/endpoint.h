@@ -1,0 +1,51 @@
+#pragma once
+// One upstream endpoint of a cluster. EndpointStats is process-wide (atomics,
+// shown by /clusters and read by least_request); UpstreamEndpoint is one
+// worker's view with its own keep-alive pool.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "remora/net/address.h"
+#include "remora/upstream/upstream_connection.h"
+
+namespace remora::upstream {
+
+struct EndpointStats {
+  std::atomic<int64_t> active_requests{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> connect_failures{0};
+};
+
+struct EndpointAddress {
+  net::Endpoint address;
+  std::string text;       // "10.0.0.1:8080"
+  std::string source;     // "static" or "dns:name:port"
+  std::shared_ptr<EndpointStats> stats;
+};
+
+class UpstreamEndpoint {
+ public:
+  explicit UpstreamEndpoint(EndpointAddress address) : address_(std::move(address)) {}
+
+  const EndpointAddress& address() const { return address_; }
+  EndpointStats& stats() { return *address_.stats; }
+
+  // A pooled connection that is still open, or null. Never returns one the
+  // upstream has closed or that sat idle longer than `idle_timeout`.
+  std::unique_ptr<UpstreamConnection> acquire(std::chrono::steady_clock::time_point now,
+                                              std::chrono::milliseconds idle_timeout);
+  void release(std::unique_ptr<UpstreamConnection> connection,
+               std::chrono::steady_clock::time_point now, size_t max_idle);
+  // Closes idle connections older than `idle_timeout`, or all of them.
+  void sweep(std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle_timeout);
+  void close_idle();
+
+ private:
+  EndpointAddress address_;
+  std::vector<std::unique_ptr<UpstreamConnection>> idle_;  // most recently used last
+};
+
+}  // namespace remora::upstream

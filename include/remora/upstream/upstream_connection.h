@@ -1,0 +1,29 @@
+#pragma once
+// One connection to an upstream endpoint: its socket and read buffer.
+#include <chrono>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+
+namespace remora::observe {
+class Gauge;
+}
+
+namespace remora::upstream {
+
+struct UpstreamConnection {
+  UpstreamConnection(boost::asio::ip::tcp::socket s, observe::Gauge* active);
+  ~UpstreamConnection();
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+
+  // False when the peer closed it or sent bytes nobody asked for.
+  bool still_usable();
+
+  boost::asio::ip::tcp::socket socket;
+  boost::beast::flat_buffer buffer;
+  std::chrono::steady_clock::time_point idle_since{};
+  observe::Gauge* active_gauge;
+};
+
+}  // namespace remora::upstream

@@ -1,0 +1,140 @@
+// load_file / load_yaml: YAML syntax → typed proto (yaml_to_proto.cc) →
+// semantic rules (validate*.cc), with every finding in one list.
+#include "remora/config/loader.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "checker.h"
+#include "yaml_to_proto.h"
+
+namespace remora::config {
+namespace {
+
+using detail::Position;
+
+Diagnostic at(const std::string& file, Position position, std::string message) {
+  return Diagnostic{file, position.line, position.column, "", std::move(message)};
+}
+
+bool is_under(const std::string& path, const std::string& root) {
+  if (path == root) return true;
+  if (path.size() <= root.size() || !path.starts_with(root)) return false;
+  char next = path[root.size()];
+  return next == '.' || next == '[';
+}
+
+// A semantic finding that restates a type error (a field left unset because
+// its value was malformed then "missing") is noise: drop findings on the
+// path of a type error or on the message holding it, and anything inside a
+// list item that had the wrong shape.
+std::vector<Diagnostic> without_echoes(std::vector<Diagnostic> semantic,
+                                       const std::vector<Diagnostic>& type_errors,
+                                       const detail::YamlToProtoResult& typed) {
+  std::vector<std::string> echoes;
+  for (const auto& error : type_errors) {
+    echoes.push_back(error.path);
+    echoes.push_back(detail::parent_path(error.path));
+  }
+  std::erase_if(semantic, [&](const Diagnostic& d) {
+    if (std::find(echoes.begin(), echoes.end(), d.path) != echoes.end()) return true;
+    return std::any_of(typed.placeholders.begin(), typed.placeholders.end(),
+                       [&](const std::string& root) { return is_under(d.path, root); });
+  });
+  return semantic;
+}
+
+// yaml-cpp's message for a tab in indentation ("illegal block entry") does
+// not say what is wrong; the line itself does.
+bool indented_with_tab(std::string_view yaml, int line) {
+  std::size_t start = 0;
+  for (int i = 0; i < line && start != std::string_view::npos; ++i) {
+    start = yaml.find('\n', start);
+    if (start != std::string_view::npos) ++start;
+  }
+  if (line < 0 || start == std::string_view::npos) return false;
+  for (std::size_t i = start; i < yaml.size() && (yaml[i] == ' ' || yaml[i] == '\t'); ++i) {
+    if (yaml[i] == '\t') return true;
+  }
+  return false;
+}
+
+LoadedConfig load_document(std::string_view yaml, const std::string& file) {
+  LoadedConfig result;
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(std::string(yaml));
+  } catch (const YAML::ParserException& e) {
+    std::string message = "YAML syntax error: " + e.msg;
+    if (indented_with_tab(yaml, e.mark.line)) message += " (YAML does not allow tabs for indentation)";
+    result.errors.push_back(at(file, detail::position_of(e.mark), std::move(message)));
+    return result;
+  }
+
+  YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
+  auto config = std::make_shared<v1::Config>();
+  detail::YamlToProtoResult typed = detail::yaml_to_proto(root, *config, file);
+  result.errors = std::move(typed.errors);
+  // yaml-cpp also starts a new document where indentation goes wrong ("- a"
+  // then "b: 1"), so a second document is more often a mistake than intent.
+  if (documents.size() > 1) {
+    result.errors.push_back(at(file, detail::position_of(documents[1].Mark()),
+                               "a second YAML document starts here; remora reads one "
+                               "(check the indentation, or remove the '---')"));
+  }
+
+  // With no map at the top there is nothing the rules could say that is news.
+  if (root.IsDefined() && !root.IsNull() && !root.IsMap()) return result;
+
+  std::vector<Diagnostic> semantic =
+      without_echoes(detail::validate_config(*config, &typed.positions, file), result.errors, typed);
+  result.errors.insert(result.errors.end(), semantic.begin(), semantic.end());
+
+  // File order; findings without a position (an empty file) go last.
+  auto key = [](const Diagnostic& d) {
+    return std::pair(d.line > 0 ? d.line : std::numeric_limits<int>::max(), d.column);
+  };
+  std::stable_sort(result.errors.begin(), result.errors.end(),
+                   [&](const Diagnostic& a, const Diagnostic& b) { return key(a) < key(b); });
+  if (result.errors.empty()) result.config = std::move(config);
+  return result;
+}
+
+}  // namespace
+
+LoadedConfig load_yaml(std::string_view yaml, const std::string& file_name) {
+  // The header promises values, never exceptions; yaml-cpp and the standard
+  // library may still throw (allocation, a yaml-cpp bug).
+  try {
+    return load_document(yaml, file_name);
+  } catch (const std::exception& e) {
+    LoadedConfig result;
+    result.errors.push_back(at(file_name, {}, std::string("cannot load: ") + e.what()));
+    return result;
+  }
+}
+
+LoadedConfig load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    LoadedConfig result;
+    result.errors.push_back(at(path, {}, std::string("cannot read file: ") + std::strerror(errno)));
+    return result;
+  }
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  if (in.bad()) {
+    LoadedConfig result;
+    result.errors.push_back(at(path, {}, "cannot read file"));
+    return result;
+  }
+  return load_yaml(contents.str(), path);
+}
+
+}  // namespace remora::config

@@ -1,0 +1,229 @@
+// Semantic rules for the parts of the config that are not routes or
+// clusters: listeners, admin, control plane, observability, and the
+// positivity of every duration.
+#include <algorithm>
+#include <cmath>
+
+#include <google/protobuf/descriptor.h>
+
+#include "checker.h"
+#include "remora/config/address.h"
+#include "remora/config/duration.h"
+#include "remora/config/loader.h"
+
+namespace remora::config {
+namespace detail {
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+
+// The admin endpoint listens even when the file does not mention it.
+constexpr const char* kDefaultAdminAddress = "127.0.0.1:9901";
+
+struct Bound {
+  HostPort address;
+  std::string path;
+  bool is_default = false;
+};
+
+bool is_wildcard(const HostPort& a) { return a.host == "0.0.0.0" || a.host == "::"; }
+
+// Two sockets cannot bind the same port if one of them takes every address
+// of the family; "::" also takes IPv4 on a dual-stack host.
+bool overlaps(const HostPort& a, const HostPort& b) {
+  if (a.port != b.port) return false;
+  if (a.host == b.host) return true;
+  if (a.host == "::" || b.host == "::") return true;
+  return a.kind == b.kind && (is_wildcard(a) || is_wildcard(b));
+}
+
+void check_bind(const HostPort& address, const std::string& path, std::vector<Bound>& bound,
+                Checker& check) {
+  for (const auto& other : bound) {
+    if (!overlaps(address, other.address)) continue;
+    std::string what = other.path + (other.is_default ? " (the default " : " (") +
+                       other.address.to_string() + ")";
+    if (address.host == other.address.host) {
+      check.error(path, "address " + address.to_string() + " is already used by " + what);
+    } else {
+      check.error(path, "address " + address.to_string() + " conflicts with " + what);
+    }
+    return;
+  }
+  bound.push_back({address, path, false});
+}
+
+void check_listeners(const v1::Config& config, Checker& check, std::vector<Bound>& bound) {
+  if (config.listeners().empty()) {
+    check.error("listeners", "at least one listener is required");
+    return;
+  }
+  check_unique_names(config.listeners(), "listeners", "listener", check);
+
+  std::vector<std::string> tables;
+  for (const auto& table : config.route_tables()) tables.push_back(table.name());
+
+  for (int i = 0; i < config.listeners_size(); ++i) {
+    const v1::Listener& listener = config.listeners(i);
+    std::string path = index_path("listeners", static_cast<std::size_t>(i));
+    std::string address_path = field_path(path, "address");
+    if (listener.address().empty()) {
+      check.error(address_path, "a listener needs an address (e.g. 0.0.0.0:8080)");
+    } else if (HostPortResult parsed = parse_ip_port(listener.address()); !parsed.ok()) {
+      check.error(address_path, "invalid address " + quoted(listener.address()) + ": " + parsed.error);
+    } else {
+      check_bind(parsed.value, address_path, bound, check);
+    }
+    if (!v1::Listener::Protocol_IsValid(listener.protocol())) {
+      check.error(field_path(path, "protocol"),
+                  "unknown protocol value " + std::to_string(listener.protocol()));
+    }
+    std::string table_path = field_path(path, "route_table");
+    if (listener.route_table().empty()) {
+      check.error(table_path, "a listener needs a route_table");
+    } else if (std::find(tables.begin(), tables.end(), listener.route_table()) == tables.end()) {
+      check.error(table_path, "unknown route table " + quoted(listener.route_table()) +
+                                  did_you_mean(listener.route_table(), tables));
+    }
+    // Accepting tls and serving plaintext would be worse than refusing.
+    if (listener.has_tls()) {
+      check.error(field_path(path, "tls"), "tls is not supported yet (a later release brings mTLS)");
+    }
+  }
+}
+
+void check_admin_and_control_plane(const v1::Config& config, Checker& check,
+                                   std::vector<Bound>& bound) {
+  if (config.admin().address().empty()) {
+    bound.push_back({parse_ip_port(kDefaultAdminAddress).value, "admin.address", true});
+  } else if (HostPortResult parsed = parse_ip_port(config.admin().address()); !parsed.ok()) {
+    check.error("admin.address",
+                "invalid address " + quoted(config.admin().address()) + ": " + parsed.error);
+  } else {
+    bound.push_back({parsed.value, "admin.address", false});
+  }
+
+  const std::string& control = config.control_plane().address();
+  if (!control.empty()) {
+    if (HostPortResult parsed = parse_host_port(control); !parsed.ok()) {
+      check.error("control_plane.address", "invalid address " + quoted(control) + ": " + parsed.error);
+    }
+    // The control plane addresses snapshots to nodes by id.
+    if (config.node().id().empty()) {
+      check.error("node.id", "required when control_plane.address is set");
+    }
+  }
+}
+
+void check_observability(const v1::Observability& observability, Checker& check) {
+  static const std::vector<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
+  const std::string& level = observability.log_level();
+  if (!level.empty() && std::find(kLevels.begin(), kLevels.end(), level) == kLevels.end()) {
+    check.error("observability.log_level", "unknown log level " + quoted(level) +
+                                               did_you_mean(level, kLevels) + ": expected one of " +
+                                               join(kLevels));
+  }
+  if (!v1::AccessLog::Format_IsValid(observability.access_log().format())) {
+    check.error("observability.access_log.format",
+                "unknown format value " + std::to_string(observability.access_log().format()));
+  }
+  const v1::Tracing& tracing = observability.tracing();
+  if (std::string why = out_of_range(tracing.sample_ratio(), 0, 1); !why.empty()) {
+    check.error("observability.tracing.sample_ratio", why);
+  }
+  const std::string& endpoint = tracing.otlp_endpoint();
+  if (!endpoint.empty() && !endpoint.starts_with("http://") && !endpoint.starts_with("https://")) {
+    check.error("observability.tracing.otlp_endpoint",
+                "expected an http:// or https:// URL, got " + quoted(endpoint));
+  }
+}
+
+// Every duration in the schema is a timeout, interval or delay: zero or
+// negative has no meaning, and "unset" is how a user asks for the default.
+void check_durations(const Message& message, const std::string& path, Checker& check) {
+  std::vector<const FieldDescriptor*> fields;
+  message.GetReflection()->ListFields(message, &fields);
+  for (const FieldDescriptor* field : fields) {
+    if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    const auto* reflection = message.GetReflection();
+    std::string child = field_path(path, field->name());
+    if (field->is_map()) {
+      for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
+        const Message& entry = reflection->GetRepeatedMessage(message, field, i);
+        const auto* key = entry.GetDescriptor()->map_key();
+        if (key->cpp_type() != FieldDescriptor::CPPTYPE_STRING) continue;
+        check_durations(entry, key_path(child, entry.GetReflection()->GetString(entry, key)), check);
+      }
+    } else if (field->is_repeated()) {
+      for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
+        check_durations(reflection->GetRepeatedMessage(message, field, i),
+                        index_path(child, static_cast<std::size_t>(i)), check);
+      }
+    } else if (field->message_type()->full_name() == "google.protobuf.Duration") {
+      const auto& d =
+          static_cast<const google::protobuf::Duration&>(reflection->GetMessage(message, field));
+      bool well_formed = d.seconds() >= -315'576'000'000 && d.seconds() <= 315'576'000'000 &&
+                         d.nanos() > -1'000'000'000 && d.nanos() < 1'000'000'000 &&
+                         !(d.seconds() > 0 && d.nanos() < 0) && !(d.seconds() < 0 && d.nanos() > 0);
+      if (!well_formed) {
+        check.error(child, "invalid duration (seconds " + std::to_string(d.seconds()) + ", nanos " +
+                               std::to_string(d.nanos()) + ")");
+      } else if (d.seconds() < 0 || (d.seconds() == 0 && d.nanos() <= 0)) {
+        check.error(child, "must be greater than 0, got " + format_duration(d));
+      }
+    } else {
+      check_durations(reflection->GetMessage(message, field), child, check);
+    }
+  }
+}
+
+}  // namespace
+
+void Checker::error(const std::string& path, std::string message) {
+  Position at = positions_ != nullptr ? positions_->find(path) : Position{};
+  found_.push_back(Diagnostic{file_, at.line, at.column, path, std::move(message)});
+}
+
+bool is_header_name(std::string_view name) {
+  // RFC 9110 token characters.
+  static constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  if (name.empty()) return false;
+  for (char c : name) {
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && kSymbols.find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
+bool is_header_value(std::string_view value) {
+  // CR, LF and NUL would let a config line inject headers or split a message.
+  return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+std::string out_of_range(double value, double min, double max) {
+  if (value >= min && value <= max) return "";
+  return "must be between " + format_number(min) + " and " + format_number(max) + ", got " +
+         format_number(value);
+}
+
+std::vector<Diagnostic> validate_config(const v1::Config& config, const SourceMap* positions,
+                                        const std::string& file) {
+  Checker check(positions, file);
+  std::vector<Bound> bound;
+  check_admin_and_control_plane(config, check, bound);
+  check_listeners(config, check, bound);
+  check_route_tables(config, check);
+  check_clusters(config, check);
+  check_observability(config.observability(), check);
+  check_durations(config, "", check);
+  return check.take();
+}
+
+}  // namespace detail
+
+std::vector<Diagnostic> validate(const v1::Config& config) {
+  return detail::validate_config(config, nullptr, "");
+}
+
+}  // namespace remora::config

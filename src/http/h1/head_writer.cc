@@ -1,0 +1,110 @@
+#include "remora/http/h1/head_writer.h"
+
+#include <charconv>
+
+namespace remora::http::h1 {
+namespace {
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name).append(": ").append(value).append("\r\n");
+}
+
+void append_number(std::string& out, unsigned long long n) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+  out.append(digits, end);
+}
+
+// Is `name` one of the fields listed in any Connection header?
+bool named_by_connection(const HeaderList& headers, std::string_view name) {
+  for (const auto& field : headers)
+    if (iequals(field.name, "connection") && list_contains(field.value, name)) return true;
+  return false;
+}
+
+bool dropped(const HeaderList& headers, const HeaderMutation* mutation, std::string_view name) {
+  return is_hop_by_hop(name) || named_by_connection(headers, name) ||
+         (mutation && mutation->removes(name));
+}
+
+void append_additions(std::string& out, const HeaderMutation* mutation) {
+  if (!mutation) return;
+  for (const auto& [name, value] : mutation->add) append_field(out, name, value);
+}
+
+}  // namespace
+
+bool is_hop_by_hop(std::string_view name) {
+  switch (name.size()) {
+    case 2: return iequals(name, "te");
+    case 7: return iequals(name, "upgrade") || iequals(name, "trailer");
+    case 10: return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 16: return iequals(name, "proxy-connection");
+    case 17: return iequals(name, "transfer-encoding");
+    default: return false;
+  }
+}
+
+void write_request_head(std::string& out, const RequestHeadOut& head) {
+  out.append(head.method).append(" ");
+  out.append(head.target_prefix).append(head.target_rest).append(" HTTP/1.1\r\n");
+  std::string_view forwarded_for;
+  bool has_request_id = false;
+  for (const auto& field : *head.headers) {
+    const auto name = field.name;
+    if (dropped(*head.headers, head.mutation, name)) continue;
+    if (iequals(name, "x-forwarded-for")) {
+      forwarded_for = field.value;  // the last hop's list; remora appends its client
+      continue;
+    }
+    if (iequals(name, "x-forwarded-proto")) continue;  // remora knows the real scheme
+    if (head.drop_expect && iequals(name, "expect")) continue;
+    if (iequals(name, "x-request-id")) has_request_id = true;
+    append_field(out, name, field.value);
+  }
+  out.append("x-forwarded-for: ");
+  if (!forwarded_for.empty()) out.append(forwarded_for).append(", ");
+  out.append(head.client_address).append("\r\n");
+  append_field(out, "x-forwarded-proto", head.forwarded_proto);
+  if (!has_request_id && !head.new_request_id.empty())
+    append_field(out, "x-request-id", head.new_request_id);
+  append_additions(out, head.mutation);
+  if (head.chunked) out.append("transfer-encoding: chunked\r\n");
+  if (!head.upgrade.empty()) {
+    out.append("connection: upgrade\r\n");
+    append_field(out, "upgrade", head.upgrade);
+  }
+  out.append("\r\n");
+}
+
+void write_response_head(std::string& out, const ResponseHeadOut& head) {
+  out.append("HTTP/1.1 ");
+  append_number(out, head.status);
+  out.append(" ").append(head.reason).append("\r\n");
+  for (const auto& field : *head.headers) {
+    if (dropped(*head.headers, head.mutation, field.name)) continue;
+    append_field(out, field.name, field.value);
+  }
+  append_additions(out, head.mutation);
+  if (head.chunked) out.append("transfer-encoding: chunked\r\n");
+  if (!head.upgrade.empty()) {
+    out.append("connection: upgrade\r\n");
+    append_field(out, "upgrade", head.upgrade);
+  } else if (head.close) {
+    out.append("connection: close\r\n");
+  }
+  out.append("\r\n");
+}
+
+void write_local_reply(std::string& out, unsigned status, std::string_view status_text,
+                       std::string_view reason, bool close) {
+  out.append("HTTP/1.1 ");
+  append_number(out, status);
+  out.append(" ").append(status_text).append("\r\ncontent-type: text/plain\r\ncontent-length: ");
+  append_number(out, reason.size() + 1);
+  out.append("\r\nx-remora-reason: ").append(reason).append("\r\n");
+  if (close) out.append("connection: close\r\n");
+  out.append("\r\n").append(reason).append("\n");
+}
+
+}  // namespace remora::http::h1

@@ -1,0 +1,182 @@
+#include "remora/observe/metrics.h"
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include "remora/version.h"
+
+namespace remora::observe {
+
+void DurationHistogram::observe(double seconds) {
+  size_t i = 0;
+  while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+  buckets_[i].add();
+  count_.add();
+  sum_us_.add(static_cast<uint64_t>(seconds * 1e6));
+}
+
+std::array<uint64_t, DurationHistogram::kBounds.size() + 1> DurationHistogram::bucket_counts()
+    const {
+  std::array<uint64_t, kBounds.size() + 1> counts{};
+  for (size_t i = 0; i < counts.size(); ++i) counts[i] = buckets_[i].value();
+  return counts;
+}
+
+Counter& ListenerSeries::rejected_for(std::string_view reason) {
+  auto it = rejected.find(reason);
+  return it != rejected.end() ? it->second : rejected.find("bad_request")->second;
+}
+
+Metrics::Metrics() = default;
+
+RequestSeries& Metrics::requests(const std::string& listener, const std::string& route,
+                                 const std::string& cluster) {
+  std::lock_guard lock(mutex_);
+  auto& slot = requests_[{listener, route, cluster}];
+  if (!slot) slot = std::make_unique<RequestSeries>();
+  return *slot;
+}
+
+DurationHistogram& Metrics::duration(const std::string& listener, const std::string& route) {
+  std::lock_guard lock(mutex_);
+  auto& slot = durations_[{listener, route}];
+  if (!slot) slot = std::make_unique<DurationHistogram>();
+  return *slot;
+}
+
+ListenerSeries& Metrics::listener(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto& slot = listeners_[name];
+  if (!slot) {
+    slot = std::make_unique<ListenerSeries>();
+    for (auto reason : kRejectReasons) slot->rejected[std::string(reason)];
+  }
+  return *slot;
+}
+
+ClusterSeries& Metrics::cluster(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto& slot = clusters_[name];
+  if (!slot) slot = std::make_unique<ClusterSeries>();
+  return *slot;
+}
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily family(std::string name, std::string help, MetricType type) {
+  MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+ClientMetric labelled(std::initializer_list<std::pair<const char*, std::string>> labels) {
+  ClientMetric m;
+  for (auto& [name, value] : labels) m.label.push_back({name, value});
+  return m;
+}
+
+}  // namespace
+
+std::string Metrics::render() const {
+  std::vector<MetricFamily> out;
+  std::lock_guard lock(mutex_);
+
+  auto build = family("remora_build_info", "remora build information.", MetricType::Gauge);
+  auto info = labelled({{"version", kVersion}, {"revision", kRevision}});
+  info.gauge.value = 1;
+  build.metric.push_back(info);
+  out.push_back(std::move(build));
+
+  auto requests = family("remora_requests_total",
+                         "Downstream requests by listener, route, cluster and status class.",
+                         MetricType::Counter);
+  static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+  for (auto& [key, series] : requests_) {
+    for (size_t c = 0; c < 5; ++c) {
+      auto m = labelled({{"listener", std::get<0>(key)},
+                         {"route", std::get<1>(key)},
+                         {"cluster", std::get<2>(key)},
+                         {"status_class", kClasses[c]}});
+      m.counter.value = static_cast<double>(series->by_status_class[c].value());
+      requests.metric.push_back(std::move(m));
+    }
+  }
+  out.push_back(std::move(requests));
+
+  auto durations = family("remora_request_duration_seconds",
+                          "Time from the request head to the end of the response.",
+                          MetricType::Histogram);
+  for (auto& [key, histogram] : durations_) {
+    auto m = labelled({{"listener", key.first}, {"route", key.second}});
+    auto counts = histogram->bucket_counts();
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < counts.size(); ++i) {
+      cumulative += counts[i];
+      prometheus::ClientMetric::Bucket bucket;
+      bucket.cumulative_count = cumulative;
+      bucket.upper_bound = i < DurationHistogram::kBounds.size()
+                               ? DurationHistogram::kBounds[i]
+                               : std::numeric_limits<double>::infinity();
+      m.histogram.bucket.push_back(bucket);
+    }
+    m.histogram.sample_count = cumulative;
+    m.histogram.sample_sum = histogram->sum_seconds();
+    durations.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(durations));
+
+  auto downstream = family("remora_downstream_connections_active",
+                           "Open downstream connections per listener.", MetricType::Gauge);
+  auto rejected = family("remora_downstream_rejected_total",
+                         "Downstream requests refused before routing, by reason.",
+                         MetricType::Counter);
+  for (auto& [name, series] : listeners_) {
+    auto m = labelled({{"listener", name}});
+    m.gauge.value = static_cast<double>(series->active_connections.value());
+    downstream.metric.push_back(std::move(m));
+    for (auto& [reason, counter] : series->rejected) {
+      auto r = labelled({{"listener", name}, {"reason", reason}});
+      r.counter.value = static_cast<double>(counter.value());
+      rejected.metric.push_back(std::move(r));
+    }
+  }
+  out.push_back(std::move(downstream));
+  out.push_back(std::move(rejected));
+
+  auto upstream = family("remora_upstream_connections_active",
+                         "Open upstream connections per cluster (in use and idle).",
+                         MetricType::Gauge);
+  auto failures = family("remora_upstream_connect_failures_total",
+                         "Upstream connection attempts that failed or timed out.",
+                         MetricType::Counter);
+  for (auto& [name, series] : clusters_) {
+    auto m = labelled({{"cluster", name}});
+    m.gauge.value = static_cast<double>(series->active_connections.value());
+    upstream.metric.push_back(std::move(m));
+    auto f = labelled({{"cluster", name}});
+    f.counter.value = static_cast<double>(series->connect_failures.value());
+    failures.metric.push_back(std::move(f));
+  }
+  out.push_back(std::move(upstream));
+  out.push_back(std::move(failures));
+
+  auto reloads = family("remora_config_reloads_total", "Configuration reloads by result.",
+                        MetricType::Counter);
+  auto ok = labelled({{"result", "ok"}});
+  ok.counter.value = static_cast<double>(reloads_ok.value());
+  auto failed = labelled({{"result", "failed"}});
+  failed.counter.value = static_cast<double>(reloads_failed.value());
+  reloads.metric.push_back(ok);
+  reloads.metric.push_back(failed);
+  out.push_back(std::move(reloads));
+
+  return prometheus::TextSerializer().Serialize(out);
+}
+
+}  // namespace remora::observe

@@ -1,0 +1,721 @@
+#include "remora/proxy/h1_connection.h"
+
+#include <array>
+#include <chrono>
+#include <optional>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/error.hpp>
+
+#include "remora/http/h1/head_parser.h"
+#include "remora/http/h1/head_writer.h"
+#include "remora/http/h1/request_checks.h"
+#include "remora/http/local_reply.h"
+#include "remora/observe/access_log.h"
+#include "remora/observe/metrics.h"
+#include "remora/proxy/worker_context.h"
+
+namespace remora::proxy {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+using http::LocalReason;
+
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kMaxResponseHead = 64 * 1024;
+
+std::atomic<int64_t> process_connections{0};
+
+auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+std::string_view text(const beast::flat_buffer& b) {
+  return {static_cast<const char*>(b.data().data()), b.size()};
+}
+
+// Which clock a connection is currently racing against.
+enum class Deadline { kNone, kIdle, kHeader, kConnect, kRoute, kStreamIdle, kLinger };
+
+enum class Relay { kDone, kBadFraming, kSourceFailed, kSinkFailed, kTimedOut };
+
+class H1Connection final : public DownstreamConnection,
+                           public std::enable_shared_from_this<H1Connection> {
+ public:
+  H1Connection(tcp::socket socket, WorkerContext& worker, std::string listener)
+      : client_(std::move(socket)),
+        worker_(worker),
+        listener_name_(std::move(listener)),
+        in_(64 * 1024 + 2 * kReadChunk),
+        timer_(client_.get_executor()) {
+    error_code ec;
+    client_.set_option(tcp::no_delay(true), ec);
+    auto peer = client_.remote_endpoint(ec);
+    client_ip_ = ec ? "unknown" : peer.address().to_string();
+  }
+
+  awaitable<void> run();
+
+  void drain() override {
+    close_after_ = true;
+    if (idle_) {
+      error_code ec;
+      client_.cancel(ec);
+    }
+  }
+
+ private:
+  struct RequestInfo;
+
+  awaitable<bool> serve_one(const WorkerView& view, const ListenerSpec& listener);
+  awaitable<bool> read_request_head(http::h1::RequestHeadParser& parser,
+                                    const ListenerSpec& listener, size_t& head_size);
+  awaitable<bool> proxy(const WorkerView& view, const ListenerSpec& listener,
+                        const router::Route& route, http::h1::RequestHeadParser& request,
+                        size_t head_size);
+  awaitable<bool> connect(upstream::UpstreamEndpoint& endpoint, const upstream::ClusterSpec& spec);
+  template <class Parser>
+  awaitable<Relay> relay(Parser& parser, tcp::socket& from, beast::flat_buffer& buffer,
+                         tcp::socket& to, std::string_view head, uint64_t& moved);
+  awaitable<void> tunnel();
+  awaitable<void> reply_local(LocalReason reason, bool close);
+  awaitable<void> reject(const ListenerSpec& listener, LocalReason reason);
+  awaitable<void> linger_close();
+  void finish_request(unsigned status, std::string_view reason);
+
+  void arm(Deadline kind, Clock::duration after);
+  void disarm() { deadline_ = Deadline::kNone; }
+  void wait_timer();
+  void on_timer();
+  bool fired(Deadline kind) const { return fired_ == kind; }
+
+  tcp::socket client_;
+  WorkerContext& worker_;
+  std::string listener_name_;
+  std::string client_ip_;
+  beast::flat_buffer in_;
+  std::string out_;  // serialized heads; capacity reused
+  http::HeaderList request_fields_;
+  http::HeaderList response_fields_;
+  std::optional<http::h1::RequestHeadParser> request_parser_;
+  std::optional<http::h1::ResponseHeadParser> response_parser_;
+  std::unique_ptr<upstream::UpstreamConnection> upstream_;
+  std::shared_ptr<upstream::UpstreamEndpoint> endpoint_;
+
+  asio::steady_timer timer_;
+  Deadline deadline_ = Deadline::kNone;
+  Clock::time_point deadline_at_{};
+  Clock::time_point last_progress_{};
+  Clock::duration stream_idle_{};
+  bool timer_waiting_ = false;
+  Deadline fired_ = Deadline::kNone;
+
+  bool idle_ = true;
+  bool close_after_ = false;
+
+  // The request in flight, for metrics and the access log.
+  struct Current {
+    Clock::time_point start;
+    const ListenerSpec* listener = nullptr;
+    const router::Route* route = nullptr;
+    observe::RequestSeries* series = nullptr;
+    std::shared_ptr<observe::AccessLog> log;
+    std::string method, authority, path, request_id, upgrade;
+    uint64_t bytes_in = 0, bytes_out = 0;
+    bool head_method = false;
+    bool response_started = false;
+  } current_;
+};
+
+// ---------------------------------------------------------------- deadlines
+
+void H1Connection::arm(Deadline kind, Clock::duration after) {
+  deadline_ = kind;
+  deadline_at_ = Clock::now() + after;
+  last_progress_ = Clock::now();
+  stream_idle_ = after;
+  // One wait is kept pending; it is only moved when the new deadline is
+  // earlier. A later one is picked up when the wait fires (see on_timer).
+  if (!timer_waiting_ || deadline_at_ < timer_.expiry()) {
+    timer_.expires_at(deadline_at_);
+    wait_timer();
+  }
+}
+
+void H1Connection::wait_timer() {
+  timer_waiting_ = true;
+  timer_.async_wait([self = shared_from_this()](error_code ec) {
+    if (ec == asio::error::operation_aborted) return;  // moved or cancelled; a newer wait exists
+    self->timer_waiting_ = false;
+    self->on_timer();
+  });
+}
+
+void H1Connection::on_timer() {
+  if (deadline_ == Deadline::kNone) return;
+  auto now = Clock::now();
+  if (deadline_ == Deadline::kStreamIdle) deadline_at_ = last_progress_ + stream_idle_;
+  if (deadline_at_ > now) {
+    timer_.expires_at(deadline_at_);
+    wait_timer();
+    return;
+  }
+  fired_ = deadline_;
+  deadline_ = Deadline::kNone;
+  error_code ec;
+  client_.cancel(ec);
+  if (upstream_) upstream_->socket.cancel(ec);
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+awaitable<void> H1Connection::run() {
+  worker_.connections.push_back(*this);
+  auto view = worker_.view;
+  const ListenerSpec* listener = view->listener(listener_name_);
+  observe::ListenerSeries* stats = listener ? listener->stats : nullptr;
+  if (stats) stats->active_connections.add(1);
+  auto total = process_connections.fetch_add(1) + 1;
+
+  if (listener && (static_cast<size_t>(total) > view->snapshot->max_connections ||
+                   static_cast<size_t>(stats->active_connections.value()) >
+                       listener->limits.max_connections)) {
+    co_await reject(*listener, LocalReason::kOverloaded);
+  } else {
+    while (listener && !close_after_ && !worker_.draining) {
+      if (!co_await serve_one(*view, *listener)) break;
+      view = worker_.view;  // a reload applies from the next request on
+      listener = view->listener(listener_name_);
+    }
+  }
+
+  error_code ec;
+  client_.shutdown(tcp::socket::shutdown_both, ec);
+  client_.close(ec);
+  upstream_.reset();
+  disarm();
+  timer_.cancel();
+  if (stats) stats->active_connections.add(-1);
+  process_connections.fetch_sub(1);
+}
+
+// Reads what the client still sends for a moment before closing, so that the
+// reply just written is not destroyed by a TCP reset.
+awaitable<void> H1Connection::linger_close() {
+  error_code ec;
+  client_.shutdown(tcp::socket::shutdown_send, ec);
+  arm(Deadline::kLinger, std::chrono::seconds(1));
+  std::array<char, 4096> sink;
+  for (size_t total = 0; total < 256 * 1024 && !ec;) {
+    total += co_await client_.async_read_some(asio::buffer(sink), nothrow(ec));
+  }
+  disarm();
+}
+
+awaitable<void> H1Connection::reply_local(LocalReason reason, bool close) {
+  auto reply = http::local_reply(reason);
+  out_.clear();
+  http::h1::write_local_reply(out_, reply.status, reply.status_text, reply.reason, close);
+  error_code ec;
+  co_await asio::async_write(client_, asio::buffer(out_), nothrow(ec));
+  current_.bytes_out += out_.size();
+  if (close) {
+    close_after_ = true;
+    if (!ec) co_await linger_close();
+  }
+}
+
+// A request refused before routing: counted by reason, answered, closed.
+awaitable<void> H1Connection::reject(const ListenerSpec& listener, LocalReason reason) {
+  auto reply = http::local_reply(reason);
+  listener.stats->rejected_for(reply.reason).add();
+  co_await reply_local(reason, true);
+}
+
+// ---------------------------------------------------------------- one request
+
+awaitable<bool> H1Connection::read_request_head(http::h1::RequestHeadParser& parser,
+                                                const ListenerSpec& listener, size_t& head_size) {
+  const auto& limits = listener.limits;
+  idle_ = in_.size() == 0;
+  arm(idle_ ? Deadline::kIdle : Deadline::kHeader,
+      idle_ ? limits.idle_timeout : limits.header_read_timeout);
+  for (;;) {
+    if (in_.size() != 0) {
+      error_code ec;
+      size_t n = parser.put(in_.data(), ec);
+      if (!ec) {
+        head_size = n;
+        break;
+      }
+      if (ec == beast::http::error::header_limit) {
+        auto first_line = text(in_).substr(0, text(in_).find("\r\n"));
+        co_await reject(listener, first_line.size() > limits.max_target_bytes
+                                      ? LocalReason::kUriTooLong
+                                      : LocalReason::kHeaderTooLarge);
+        co_return false;
+      }
+      if (ec != beast::http::error::need_more) {
+        co_await reject(listener, LocalReason::kBadRequest);
+        co_return false;
+      }
+      if (idle_) {  // the first bytes of a head: from now on the slowloris clock runs
+        idle_ = false;
+        arm(Deadline::kHeader, limits.header_read_timeout);
+      }
+    }
+    size_t room = in_.max_size() - in_.size();
+    if (room == 0) {
+      co_await reject(listener, LocalReason::kHeaderTooLarge);
+      co_return false;
+    }
+    error_code ec;
+    size_t n = co_await client_.async_read_some(in_.prepare(std::min(room, kReadChunk)), nothrow(ec));
+    if (ec || fired_ != Deadline::kNone) {
+      if (fired(Deadline::kHeader)) co_await reject(listener, LocalReason::kRequestTimeout);
+      co_return false;  // idle timeout, drain, or the client went away
+    }
+    in_.commit(n);
+  }
+  idle_ = false;
+  disarm();
+  co_return true;
+}
+
+awaitable<bool> H1Connection::serve_one(const WorkerView& view, const ListenerSpec& listener) {
+  auto& parser = request_parser_.emplace(request_fields_);
+  parser.header_limit(static_cast<std::uint32_t>(listener.limits.max_header_bytes));
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+  parser.eager(false);
+
+  size_t head_size = 0;
+  if (!co_await read_request_head(parser, listener, head_size)) co_return false;
+
+  current_ = Current{};
+  current_.start = Clock::now();
+  current_.listener = &listener;
+  current_.series = listener.unrouted;
+  current_.log = view.snapshot->access_log_sink;
+
+  auto head = text(in_).substr(0, head_size);
+  if (!http::h1::raw_head_is_clean(head) ||
+      !http::h1::framing_is_unambiguous(parser.headers, parser.version)) {
+    co_await reject(listener, LocalReason::kBadRequest);
+    co_return false;
+  }
+  if (parser.target.size() > listener.limits.max_target_bytes) {
+    co_await reject(listener, LocalReason::kUriTooLong);
+    co_return false;
+  }
+  if (parser.headers.size() > listener.limits.max_headers) {
+    co_await reject(listener, LocalReason::kHeaderTooLarge);
+    co_return false;
+  }
+  if (parser.method == "CONNECT") {
+    co_await reject(listener, LocalReason::kNotImplemented);
+    co_return false;
+  }
+
+  // Origin-form "/path" or absolute-form "http://host/path" (a client that
+  // uses remora as its HTTP proxy).
+  std::string_view authority;
+  std::string_view target = parser.target;
+  if (const auto* host = parser.headers.find("host")) authority = host->value;
+  if (target.starts_with("http://")) {
+    auto rest = target.substr(7);
+    auto slash = rest.find('/');
+    authority = rest.substr(0, slash);
+    target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+  } else if (!target.starts_with("/") && target != "*") {
+    co_await reject(listener, LocalReason::kBadRequest);
+    co_return false;
+  }
+  if (current_.log) {
+    current_.method.assign(parser.method);
+    current_.authority.assign(authority);
+    current_.path.assign(target);
+    if (const auto* id = parser.headers.find("x-request-id")) current_.request_id.assign(id->value);
+  }
+
+  const auto& table = view.snapshot->route_tables[listener.route_table];
+  const router::Route* route = table.match({authority, target, parser.headers});
+  if (!route) {
+    co_await reply_local(LocalReason::kNoRoute, !parser.is_done() || !parser.keep_alive());
+    finish_request(404, "no_route");
+    in_.consume(head_size);
+    co_return parser.is_done() && parser.keep_alive();
+  }
+  co_return co_await proxy(view, listener, *route, parser, head_size);
+}
+
+void H1Connection::finish_request(unsigned status, std::string_view reason) {
+  auto elapsed = std::chrono::duration<double>(Clock::now() - current_.start).count();
+  if (current_.series) current_.series->count_status(status);
+  if (current_.route && current_.route->duration) current_.route->duration->observe(elapsed);
+  if (current_.log) {
+    observe::AccessRecord record;
+    record.listener = listener_name_;
+    record.route = current_.route ? std::string_view(current_.route->name) : std::string_view();
+    record.method = current_.method;
+    record.authority = current_.authority;
+    record.path = current_.path;
+    record.request_id = current_.request_id;
+    record.upstream = endpoint_ ? std::string_view(endpoint_->address().text) : std::string_view();
+    record.reason = reason;
+    record.status = status;
+    record.duration_ms = elapsed * 1000;
+    record.bytes_in = current_.bytes_in;
+    record.bytes_out = current_.bytes_out;
+    current_.log->write(record);
+  }
+}
+
+// 8-4-4-4-12 hex, version 4 layout, from the worker's generator.
+void make_request_id(WorkerContext& worker, char (&out)[36]) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  uint64_t a = worker.random(), b = worker.random();
+  int pos = 0;
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) out[pos++] = '-';
+    uint64_t& word = i < 16 ? a : b;
+    out[pos++] = kHex[word & 0xf];
+    word >>= 4;
+  }
+  out[14] = '4';
+}
+
+awaitable<bool> H1Connection::connect(upstream::UpstreamEndpoint& endpoint,
+                                      const upstream::ClusterSpec& spec) {
+  upstream_ = std::make_unique<upstream::UpstreamConnection>(tcp::socket(client_.get_executor()),
+                                                             &spec.stats->active_connections);
+  arm(Deadline::kConnect, spec.connect_timeout);
+  error_code ec;
+  co_await upstream_->socket.async_connect(endpoint.address().address, nothrow(ec));
+  disarm();
+  if (ec || fired_ != Deadline::kNone) {
+    upstream_.reset();
+    spec.stats->connect_failures.add();
+    endpoint.stats().connect_failures.fetch_add(1, std::memory_order_relaxed);
+    fired_ = Deadline::kNone;
+    co_return false;
+  }
+  upstream_->socket.set_option(tcp::no_delay(true), ec);
+  co_return true;
+}
+
+awaitable<bool> H1Connection::proxy(const WorkerView& view, const ListenerSpec& listener,
+                                    const router::Route& route,
+                                    http::h1::RequestHeadParser& request, size_t head_size) {
+  current_.route = &route;
+  const auto& target =
+      route.pick_target(route.targets.size() > 1 ? worker_.random() % route.total_weight : 0);
+  current_.series = target.requests;
+  auto& cluster = *view.clusters[target.cluster];
+  const auto& spec = cluster.spec();
+  const bool keep_alive = request.keep_alive();
+  const bool has_body = !request.is_done();
+
+  endpoint_ = cluster.pick(worker_.random());
+  if (!endpoint_) {
+    co_await reply_local(LocalReason::kNoHealthyEndpoint, has_body || !keep_alive);
+    finish_request(503, "no_healthy_endpoint");
+    in_.consume(head_size);
+    co_return !has_body && keep_alive;
+  }
+
+  // -- the upstream request head
+  bool expect_continue = false;
+  if (const auto* expect = request.headers.find("expect")) {
+    if (!http::iequals(expect->value, "100-continue")) {
+      co_await reply_local(LocalReason::kExpectationFailed, true);
+      finish_request(417, "expectation_failed");
+      co_return false;
+    }
+    expect_continue = has_body;
+  }
+  current_.upgrade.clear();
+  if (const auto* upgrade = request.headers.find("upgrade")) {
+    const auto* connection = request.headers.find("connection");
+    if (connection && http::list_contains(connection->value, "upgrade") &&
+        !http::iequals(upgrade->value, "h2c"))
+      current_.upgrade.assign(upgrade->value);
+  }
+  std::string_view path = request.target;
+  if (path.starts_with("http://")) {
+    auto slash = path.find('/', 7);
+    path = slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
+  }
+  std::string_view target_prefix, target_rest = path;
+  if (route.rewrite) {
+    if (!route.prefix.empty()) {
+      target_prefix = route.rewrite_prefix;
+      target_rest = path.substr(route.prefix.size());
+    } else if (!route.path.empty()) {
+      target_prefix = route.rewrite_prefix;
+      target_rest = path.substr(route.path.size());
+    }
+  }
+  char request_id[36];
+  std::string_view new_request_id;
+  if (!request.headers.find("x-request-id")) {
+    make_request_id(worker_, request_id);
+    new_request_id = {request_id, sizeof request_id};
+    if (current_.log) current_.request_id.assign(new_request_id);
+  }
+  out_.clear();
+  http::h1::write_request_head(
+      out_, {.method = request.method,
+             .target_prefix = target_prefix,
+             .target_rest = target_rest,
+             .headers = &request.headers,
+             .mutation = &route.request_headers,
+             .client_address = client_ip_,
+             .forwarded_proto = "http",
+             .new_request_id = new_request_id,
+             .upgrade = current_.upgrade,
+             .chunked = request.chunked(),
+             .drop_expect = expect_continue});
+  current_.head_method = request.method == "HEAD";
+  in_.consume(head_size);  // the request's views die here; out_ holds what is needed
+
+  // -- an upstream connection: a pooled one, or a new one
+  auto& stats = endpoint_->stats();
+  stats.active_requests.fetch_add(1, std::memory_order_relaxed);
+  stats.requests.fetch_add(1, std::memory_order_relaxed);
+  struct Release {
+    upstream::EndpointStats& s;
+    ~Release() { s.active_requests.fetch_sub(1, std::memory_order_relaxed); }
+  } release{stats};
+
+  for (int attempt = 0;; ++attempt) {
+    upstream_ = endpoint_->acquire(Clock::now(), spec.pool_idle_timeout);
+    const bool reused = upstream_ != nullptr;
+    if (!reused && !co_await connect(*endpoint_, spec)) {
+      co_await reply_local(LocalReason::kUpstreamConnectFailure, has_body || !keep_alive);
+      finish_request(503, "upstream_connect_failure");
+      co_return !has_body && keep_alive;
+    }
+    if (expect_continue && attempt == 0) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      error_code ec;
+      co_await asio::async_write(client_, asio::buffer(kContinue), nothrow(ec));
+      if (ec) co_return false;
+    }
+
+    // -- the request, head and body, streamed upstream
+    arm(Deadline::kStreamIdle, listener.limits.stream_idle_timeout);
+    auto sent = co_await relay(request, client_, in_, upstream_->socket, out_, current_.bytes_in);
+    if (sent == Relay::kBadFraming) {
+      upstream_.reset();  // the upstream never sees a complete request
+      co_await reject(listener, LocalReason::kBadRequest);
+      finish_request(400, "bad_request");
+      co_return false;
+    }
+    if (sent == Relay::kSourceFailed || sent == Relay::kTimedOut) {
+      upstream_.reset();
+      co_return false;  // the client went away or stalled mid-body
+    }
+    if (sent == Relay::kSinkFailed) {
+      upstream_.reset();
+      // A pooled connection the upstream closed meanwhile: once more, on a
+      // new connection, if nothing of a body was consumed yet.
+      if (reused && !has_body && attempt == 0) continue;
+      co_await reply_local(LocalReason::kUpstreamReset, true);
+      finish_request(502, "upstream_reset");
+      co_return false;
+    }
+
+    // -- the response head
+    auto& response = response_parser_.emplace(response_fields_);
+    response.header_limit(kMaxResponseHead);
+    response.body_limit(std::numeric_limits<std::uint64_t>::max());
+    response.eager(false);
+    if (current_.head_method) response.skip(true);
+    arm(Deadline::kRoute, route.timeout);
+    auto& buffer = upstream_->buffer;
+    size_t response_head = 0;
+    bool got_any = false;
+    std::optional<LocalReason> failure;
+    for (;;) {
+      if (buffer.size() != 0) {
+        error_code ec;
+        size_t n = response.put(buffer.data(), ec);
+        if (!ec) {
+          if (response.status >= 100 && response.status < 200 && response.status != 101) {
+            buffer.consume(n);  // interim response: remora answered 100-continue itself
+            response_parser_.emplace(response_fields_);
+            response.header_limit(kMaxResponseHead);
+            response.body_limit(std::numeric_limits<std::uint64_t>::max());
+            response.eager(false);
+            if (current_.head_method) response.skip(true);
+            continue;
+          }
+          response_head = n;
+          break;
+        }
+        if (ec != beast::http::error::need_more) {
+          failure = LocalReason::kBadUpstreamResponse;
+          break;
+        }
+      }
+      error_code ec;
+      size_t n = co_await upstream_->socket.async_read_some(buffer.prepare(kReadChunk), nothrow(ec));
+      if (fired(Deadline::kRoute)) {
+        failure = LocalReason::kUpstreamTimeout;
+        break;
+      }
+      if (ec) {
+        failure = LocalReason::kUpstreamReset;
+        break;
+      }
+      got_any = true;
+      buffer.commit(n);
+    }
+    if (failure) {
+      upstream_.reset();
+      fired_ = Deadline::kNone;
+      if (*failure == LocalReason::kUpstreamReset && reused && !has_body && !got_any &&
+          attempt == 0)
+        continue;  // the pooled connection was closed under us: retry on a fresh one
+      co_await reply_local(*failure, true);
+      finish_request(http::local_reply(*failure).status, http::local_reply(*failure).reason);
+      co_return false;
+    }
+
+    // -- the response, head and body, streamed to the client
+    const unsigned status = response.status;
+    const bool switching = status == 101 && !current_.upgrade.empty();
+    const bool until_eof = response.need_eof() && !switching;
+    const bool close = !keep_alive || until_eof || close_after_ || worker_.draining ||
+                       request.version < 11;
+    out_.clear();
+    http::h1::write_response_head(out_, {.status = status,
+                                         .reason = response.reason,
+                                         .headers = &response.headers,
+                                         .mutation = &route.response_headers,
+                                         .upgrade = switching ? std::string_view(current_.upgrade)
+                                                              : std::string_view(),
+                                         .chunked = response.chunked(),
+                                         .close = close});
+    buffer.consume(response_head);
+    current_.response_started = true;
+    if (switching) {
+      disarm();
+      error_code ec;
+      co_await asio::async_write(client_, asio::buffer(out_), nothrow(ec));
+      finish_request(status, "");
+      if (!ec) co_await tunnel();
+      upstream_.reset();
+      co_return false;
+    }
+    arm(Deadline::kStreamIdle, listener.limits.stream_idle_timeout);
+    auto received =
+        co_await relay(response, upstream_->socket, buffer, client_, out_, current_.bytes_out);
+    disarm();
+    if (received != Relay::kDone) {
+      upstream_.reset();  // response cut short: the client sees the connection close
+      finish_request(status, received == Relay::kSinkFailed ? "downstream_reset" : "upstream_reset");
+      co_return false;
+    }
+    current_.bytes_out += out_.size();
+    if (response.keep_alive() && !until_eof && buffer.size() == 0)
+      endpoint_->release(std::move(upstream_), Clock::now(), spec.pool_max_idle);
+    else
+      upstream_.reset();
+    finish_request(status, "");
+    co_return !close;
+  }
+}
+
+// Moves the body the parser stands in from `from` to `to`, with the framing
+// as received, after the parser checked it. `head` goes out in the first
+// write. Reads only after the previous write completed: backpressure.
+template <class Parser>
+awaitable<Relay> H1Connection::relay(Parser& parser, tcp::socket& from,
+                                     beast::flat_buffer& buffer, tcp::socket& to,
+                                     std::string_view head, uint64_t& moved) {
+  error_code ec;
+  for (;;) {
+    size_t used = 0;
+    while (!parser.is_done() && used < buffer.size()) {
+      size_t n = parser.put(buffer.data() + used, ec);
+      if (ec == beast::http::error::need_more) {
+        ec = {};
+        break;
+      }
+      if (ec) co_return Relay::kBadFraming;
+      if (n == 0) break;
+      used += n;
+    }
+    if (used != 0 || !head.empty()) {
+      std::array<asio::const_buffer, 2> parts{asio::buffer(head),
+                                               asio::const_buffer(buffer.data().data(), used)};
+      co_await asio::async_write(to, parts, nothrow(ec));
+      if (fired_ != Deadline::kNone) co_return Relay::kTimedOut;
+      if (ec) co_return Relay::kSinkFailed;
+      buffer.consume(used);
+      moved += used;
+      head = {};
+      last_progress_ = Clock::now();
+    }
+    if (parser.is_done()) co_return Relay::kDone;
+    size_t room = buffer.max_size() - buffer.size();
+    if (room == 0) co_return Relay::kBadFraming;  // a chunk header longer than any sane one
+    size_t n = co_await from.async_read_some(buffer.prepare(std::min(room, kReadChunk)), nothrow(ec));
+    if (fired_ != Deadline::kNone) co_return Relay::kTimedOut;
+    if (ec == asio::error::eof) {
+      parser.put_eof(ec);
+      if (ec) co_return Relay::kSourceFailed;
+      continue;
+    }
+    if (ec) co_return Relay::kSourceFailed;
+    buffer.commit(n);
+    last_progress_ = Clock::now();
+  }
+}
+
+// After a 101: bytes both ways, untouched, until either side closes.
+awaitable<void> H1Connection::tunnel() {
+  using namespace asio::experimental::awaitable_operators;
+  auto pump = [](tcp::socket& from, tcp::socket& to, beast::flat_buffer& pending) -> awaitable<void> {
+    error_code ec;
+    if (pending.size() != 0) {
+      co_await asio::async_write(to, pending.data(), nothrow(ec));
+      pending.consume(pending.size());
+      if (ec) co_return;
+    }
+    std::array<char, kReadChunk> chunk;
+    for (;;) {
+      size_t n = co_await from.async_read_some(asio::buffer(chunk), nothrow(ec));
+      if (ec) break;
+      co_await asio::async_write(to, asio::buffer(chunk.data(), n), nothrow(ec));
+      if (ec) break;
+    }
+    to.shutdown(tcp::socket::shutdown_send, ec);
+  };
+  co_await (pump(client_, upstream_->socket, in_) && pump(upstream_->socket, client_, upstream_->buffer));
+}
+
+}  // namespace
+
+int64_t open_downstream_connections() { return process_connections.load(); }
+
+void serve_h1(tcp::socket socket, WorkerContext& worker, std::string listener_name) {
+  auto executor = socket.get_executor();
+  auto connection =
+      std::make_shared<H1Connection>(std::move(socket), worker, std::move(listener_name));
+  asio::co_spawn(
+      executor, [connection]() -> awaitable<void> { co_await connection->run(); },
+      asio::detached);
+}
+
+}  // namespace remora::proxy

@@ -1,0 +1,203 @@
+#include "remora/proxy/snapshot.h"
+
+#include <algorithm>
+#include <cctype>
+#include <thread>
+
+#include "remora/observe/metrics.h"
+
+namespace remora::proxy {
+namespace {
+
+namespace v1 = config::v1;
+using std::chrono::milliseconds;
+
+milliseconds to_ms(const google::protobuf::Duration& d, milliseconds fallback) {
+  if (d.seconds() == 0 && d.nanos() == 0) return fallback;
+  return milliseconds(d.seconds() * 1000 + d.nanos() / 1'000'000);
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+http::HeaderMutation compile_mutation(const v1::HeaderMutation& m) {
+  http::HeaderMutation out;
+  for (const auto& [name, value] : m.add()) out.add.emplace_back(lower(name), value);
+  std::sort(out.add.begin(), out.add.end());  // proto maps have no order; make output stable
+  for (const auto& name : m.remove()) out.remove.push_back(lower(name));
+  return out;
+}
+
+class Compiler {
+ public:
+  Compiler(std::shared_ptr<const v1::Config> config, observe::Metrics& metrics)
+      : config_(std::move(config)), metrics_(metrics) {}
+
+  CompileResult run() {
+    auto snap = std::make_shared<Snapshot>();
+    snap->config = config_;
+    const auto& c = *config_;
+    snap->workers = c.workers() ? c.workers() : std::max(1u, std::thread::hardware_concurrency());
+    snap->drain_timeout = to_ms(c.drain_timeout(), milliseconds(15'000));
+    if (c.max_connections()) snap->max_connections = c.max_connections();
+    auto admin = net::parse_endpoint(c.admin().address().empty() ? "127.0.0.1:9901"
+                                                                 : c.admin().address());
+    if (!admin) error("admin.address", "not a host:port address");
+    else snap->admin_address = *admin;
+    snap->access_log.path = c.observability().access_log().path();
+    snap->access_log.json = c.observability().access_log().format() == v1::AccessLog::JSON;
+    if (!c.observability().log_level().empty()) snap->log_level = c.observability().log_level();
+
+    for (int i = 0; i < c.clusters_size(); ++i) snap->clusters.push_back(cluster(i));
+    for (int j = 0; j < c.listeners_size(); ++j) {
+      int table = -1;
+      for (int i = 0; i < c.route_tables_size(); ++i)
+        if (c.route_tables(i).name() == c.listeners(j).route_table()) table = i;
+      if (table < 0) {
+        error("listeners[" + std::to_string(j) + "].route_table", "no such route table");
+        continue;
+      }
+      snap->route_tables.push_back(route_table(table, c.listeners(j).name()));
+      snap->listeners.push_back(listener(j, snap->route_tables.size() - 1));
+    }
+
+    CompileResult result;
+    result.errors = std::move(errors_);
+    if (result.errors.empty()) result.snapshot = std::move(snap);
+    return result;
+  }
+
+ private:
+  void error(std::string path, std::string message) {
+    errors_.push_back({"", 0, 0, std::move(path), std::move(message)});
+  }
+
+  std::shared_ptr<const upstream::ClusterSpec> cluster(int index) {
+    const auto& in = config_->clusters(index);
+    auto path = "clusters[" + std::to_string(index) + "]";
+    auto out = std::make_shared<upstream::ClusterSpec>();
+    out->name = in.name();
+    switch (in.lb()) {
+      case v1::Cluster::ROUND_ROBIN: out->lb = upstream::LbPolicy::kRoundRobin; break;
+      case v1::Cluster::LEAST_REQUEST: out->lb = upstream::LbPolicy::kLeastRequest; break;
+      case v1::Cluster::RANDOM: out->lb = upstream::LbPolicy::kRandom; break;
+      default: error(path + ".lb", "ring_hash and maglev are not supported yet"); break;
+    }
+    if (in.protocol() == v1::Cluster::HTTP2)
+      error(path + ".protocol", "http2 upstreams are not supported yet");
+    for (int e = 0; e < in.endpoints_size(); ++e) {
+      const auto& text = in.endpoints(e);
+      if (auto endpoint = net::parse_endpoint(text)) out->static_endpoints.push_back(*endpoint);
+      else if (auto name = net::parse_dns_name(text)) out->dns_names.push_back(*name);
+      else error(path + ".endpoints[" + std::to_string(e) + "]", "not ip:port or dns:name:port");
+    }
+    out->connect_timeout = to_ms(in.connect_timeout(), milliseconds(5000));
+    out->dns_refresh = to_ms(in.dns_refresh(), milliseconds(5000));
+    out->pool_idle_timeout = to_ms(in.pool().idle_timeout(), milliseconds(60'000));
+    if (in.pool().max_idle()) out->pool_max_idle = in.pool().max_idle();
+    out->stats = &metrics_.cluster(in.name());
+    return out;
+  }
+
+  size_t cluster_index(const std::string& name) const {
+    for (int i = 0; i < config_->clusters_size(); ++i)
+      if (config_->clusters(i).name() == name) return static_cast<size_t>(i);
+    return 0;  // validate() guarantees the reference exists
+  }
+
+  // A route table is compiled once per listener using it, since the
+  // listener is part of each route's metric labels.
+  router::RouteTable route_table(int index, const std::string& listener_name) {
+    const auto& in = config_->route_tables(index);
+    router::RouteTable out;
+    out.name = in.name();
+    for (int r = 0; r < in.routes_size(); ++r) {
+      const auto& route = in.routes(r);
+      auto path = "route_tables[" + std::to_string(index) + "].routes[" + std::to_string(r) + "]";
+      router::Route compiled;
+      compiled.name = route.name().empty() ? in.name() + "/" + std::to_string(r) : route.name();
+      compiled.prefix = route.match().prefix();
+      compiled.path = route.match().path();
+      compiled.host = lower(route.match().host());
+      if (compiled.host.starts_with("*.")) {
+        compiled.host_wildcard = true;
+        compiled.host.erase(0, 1);
+      }
+      std::vector<std::pair<std::string, v1::HeaderMatch>> headers(route.match().headers().begin(),
+                                                                   route.match().headers().end());
+      std::sort(headers.begin(), headers.end(),
+                [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (const auto& [name, match] : headers) {
+        router::HeaderMatcher m;
+        m.name = lower(name);
+        if (match.present()) {
+          m.kind = router::HeaderMatcher::Kind::kPresent;
+        } else if (!match.regex().empty()) {
+          m.kind = router::HeaderMatcher::Kind::kRegex;
+          try {
+            m.regex = std::regex(match.regex(), std::regex::ECMAScript | std::regex::optimize);
+          } catch (const std::regex_error& e) {
+            error(path + ".match.headers." + name, std::string("bad regex: ") + e.what());
+          }
+        } else {
+          m.value = match.exact();
+        }
+        compiled.headers.push_back(std::move(m));
+      }
+      auto add_target = [&](const std::string& cluster, uint32_t weight) {
+        compiled.targets.push_back(
+            {cluster_index(cluster), weight,
+             &metrics_.requests(listener_name, compiled.name, cluster)});
+        compiled.total_weight += weight;
+      };
+      if (!route.cluster().empty()) add_target(route.cluster(), 1);
+      for (const auto& split : route.split()) add_target(split.cluster(), split.weight());
+      if (compiled.targets.empty()) error(path, "no cluster");
+      compiled.rewrite = !route.rewrite_prefix().empty();
+      compiled.rewrite_prefix = route.rewrite_prefix();
+      compiled.timeout = to_ms(route.timeout(), milliseconds(15'000));
+      compiled.request_headers = compile_mutation(route.request_headers());
+      compiled.response_headers = compile_mutation(route.response_headers());
+      compiled.duration = &metrics_.duration(listener_name, compiled.name);
+      out.routes.push_back(std::move(compiled));
+    }
+    return out;
+  }
+
+  ListenerSpec listener(int index, size_t table_index) {
+    const auto& in = config_->listeners(index);
+    auto path = "listeners[" + std::to_string(index) + "]";
+    ListenerSpec out;
+    out.name = in.name();
+    if (auto address = net::parse_endpoint(in.address())) out.address = *address;
+    else error(path + ".address", "not a host:port address");
+    if (in.protocol() == v1::Listener::HTTP2)
+      error(path + ".protocol", "http2 listeners are not supported yet (use auto or http1)");
+    out.route_table = table_index;
+    const auto& l = in.limits();
+    if (l.max_request_header_bytes()) out.limits.max_header_bytes = l.max_request_header_bytes();
+    if (l.max_request_headers()) out.limits.max_headers = l.max_request_headers();
+    if (l.max_request_target_bytes()) out.limits.max_target_bytes = l.max_request_target_bytes();
+    out.limits.header_read_timeout = to_ms(l.header_read_timeout(), milliseconds(10'000));
+    out.limits.idle_timeout = to_ms(l.idle_timeout(), milliseconds(3'600'000));
+    if (l.max_connections()) out.limits.max_connections = l.max_connections();
+    out.stats = &metrics_.listener(in.name());
+    out.unrouted = &metrics_.requests(in.name(), "", "");
+    return out;
+  }
+
+  std::shared_ptr<const v1::Config> config_;
+  observe::Metrics& metrics_;
+  std::vector<config::Diagnostic> errors_;
+};
+
+}  // namespace
+
+CompileResult compile_snapshot(std::shared_ptr<const config::v1::Config> config,
+                               observe::Metrics& metrics) {
+  return Compiler(std::move(config), metrics).run();
+}
+
+}  // namespace remora::proxy

@@ -1,0 +1,329 @@
+#include "remora/server/server.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <set>
+
+#include "remora/config/loader.h"
+#include "remora/observe/access_log.h"
+#include "remora/observe/metrics.h"
+#include "remora/proxy/h1_connection.h"
+#include "remora/proxy/snapshot.h"
+#include "remora/server/admin.h"
+#include "remora/server/worker.h"
+
+namespace remora::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+struct Server::Impl {
+  std::string config_path;
+  asio::io_context io;
+  observe::Metrics metrics;
+  std::shared_ptr<const proxy::Snapshot> snapshot;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<AdminServer> admin;
+  asio::signal_set signals{io, SIGHUP, SIGTERM, SIGINT};
+  EndpointSets endpoints;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<upstream::EndpointStats>>
+      endpoint_stats;
+  bool draining = false;
+  unsigned dns_generation = 0;
+
+  // ------------------------------------------------------------ config
+
+  // Load, validate and compile the file; log every error. Null on failure.
+  std::shared_ptr<proxy::Snapshot> load(const char* what) {
+    auto loaded = config::load_file(config_path);
+    std::vector<config::Diagnostic> errors = loaded.errors;
+    std::shared_ptr<proxy::Snapshot> compiled;
+    if (loaded.ok()) {
+      auto result = proxy::compile_snapshot(loaded.config, metrics);
+      errors = result.errors;
+      for (auto& e : errors) e.file = config_path;
+      compiled = result.snapshot;
+    }
+    for (const auto& e : errors) spdlog::error("{}: {}", what, e.to_string());
+    return compiled;
+  }
+
+  void attach_access_log(proxy::Snapshot& next) {
+    const auto& spec = next.access_log;
+    if (spec.path.empty()) return;
+    auto previous = snapshot ? snapshot->access_log_sink : nullptr;
+    if (previous && previous->path() == spec.path && previous->json() == spec.json) {
+      next.access_log_sink = previous;
+      return;
+    }
+    try {
+      next.access_log_sink = std::make_shared<observe::AccessLog>(spec.path, spec.json);
+    } catch (const std::exception& e) {
+      spdlog::error("access log {}: {}", spec.path, e.what());
+    }
+  }
+
+  // ------------------------------------------------------------ endpoints
+
+  upstream::EndpointAddress endpoint_address(const std::string& cluster, const net::Endpoint& a,
+                                             std::string source) {
+    auto text = net::to_string(a);
+    auto& stats = endpoint_stats[{cluster, text}];
+    if (!stats) stats = std::make_shared<upstream::EndpointStats>();
+    return {a, text, std::move(source), stats};
+  }
+
+  // Static endpoints plus the DNS names resolved now (blocking: config time only).
+  EndpointSets resolve_all(const proxy::Snapshot& snap) {
+    EndpointSets sets;
+    tcp::resolver resolver(io);
+    for (const auto& cluster : snap.clusters) {
+      auto& set = sets[cluster->name];
+      for (const auto& e : cluster->static_endpoints)
+        set.push_back(endpoint_address(cluster->name, e, "static"));
+      for (const auto& name : cluster->dns_names) {
+        boost::system::error_code ec;
+        auto results = resolver.resolve(name.host, std::to_string(name.port), ec);
+        if (ec) spdlog::warn("cluster {}: resolving {}: {}", cluster->name, name.host, ec.message());
+        for (const auto& r : results)
+          set.push_back(endpoint_address(cluster->name, r.endpoint(),
+                                         "dns:" + name.host + ":" + std::to_string(name.port)));
+      }
+    }
+    return sets;
+  }
+
+  // Re-resolves DNS endpoints off the request path, pushing changes to workers.
+  asio::awaitable<void> refresh_dns(unsigned generation) {
+    asio::steady_timer timer(io);
+    tcp::resolver resolver(io);
+    while (generation == dns_generation && !draining) {
+      auto snap = snapshot;
+      std::chrono::milliseconds every{5000};
+      for (const auto& c : snap->clusters)
+        if (!c->dns_names.empty()) every = std::min(every, c->dns_refresh);
+      timer.expires_after(every);
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (generation != dns_generation || draining) co_return;
+      EndpointSets changed;
+      for (const auto& cluster : snap->clusters) {
+        if (cluster->dns_names.empty()) continue;
+        std::vector<upstream::EndpointAddress> set;
+        for (const auto& e : cluster->static_endpoints)
+          set.push_back(endpoint_address(cluster->name, e, "static"));
+        bool failed = false;
+        for (const auto& name : cluster->dns_names) {
+          auto results = co_await resolver.async_resolve(
+              name.host, std::to_string(name.port), asio::redirect_error(asio::use_awaitable, ec));
+          failed |= static_cast<bool>(ec);
+          for (const auto& r : results)
+            set.push_back(endpoint_address(cluster->name, r.endpoint(),
+                                           "dns:" + name.host + ":" + std::to_string(name.port)));
+        }
+        if (failed) continue;  // keep the last good answer rather than empty the cluster
+        auto& current = endpoints[cluster->name];
+        auto key = [](const auto& v) {
+          std::set<std::string> s;
+          for (const auto& e : v) s.insert(e.text);
+          return s;
+        };
+        if (key(current) != key(set)) {
+          spdlog::info("cluster {}: endpoints changed ({} now)", cluster->name, set.size());
+          current = set;
+          changed[cluster->name] = set;
+        }
+      }
+      if (!changed.empty())
+        for (auto& w : workers) w->update_endpoints(changed);
+    }
+  }
+
+  // ------------------------------------------------------------ apply
+
+  // Binds the listeners `next` adds, on every worker. All or nothing.
+  bool bind_new_listeners(const proxy::Snapshot& next,
+                          std::vector<std::vector<BoundListener>>& bound) {
+    bound.clear();
+    bound.resize(workers.size());
+    for (const auto& l : next.listeners) {
+      bool existing = false;
+      if (snapshot)
+        for (const auto& old : snapshot->listeners)
+          existing |= old.name == l.name && old.address == l.address;
+      if (existing) continue;
+      for (size_t w = 0; w < workers.size(); ++w) {
+        boost::system::error_code ec;
+        auto listener = workers[w]->bind(l.name, l.address, ec);
+        if (ec) {
+          spdlog::error("listener {}: cannot listen on {}: {}", l.name, net::to_string(l.address),
+                        ec.message());
+          bound.clear();
+          return false;
+        }
+        bound[w].push_back(std::move(listener));
+      }
+    }
+    return true;
+  }
+
+  bool apply(std::shared_ptr<proxy::Snapshot> next) {
+    if (snapshot) {
+      if (next->workers != snapshot->workers)
+        spdlog::warn("workers: a change takes effect at the next restart");
+      if (next->admin_address != snapshot->admin_address)
+        spdlog::warn("admin.address: a change takes effect at the next restart");
+      next->workers = snapshot->workers;
+    }
+    std::vector<std::vector<BoundListener>> bound;
+    if (!bind_new_listeners(*next, bound)) return false;
+    attach_access_log(*next);
+    spdlog::set_level(spdlog::level::from_str(next->log_level));
+    endpoints = resolve_all(*next);
+    snapshot = next;
+    for (size_t w = 0; w < workers.size(); ++w)
+      workers[w]->apply(snapshot, endpoints, std::move(bound[w]));
+    asio::co_spawn(io, refresh_dns(++dns_generation), asio::detached);
+    return true;
+  }
+
+  void reload() {
+    spdlog::info("SIGHUP: reloading {}", config_path);
+    auto next = load("reload rejected");
+    if (!next || !apply(next)) {
+      metrics.reloads_failed.add();
+      spdlog::error("reload rejected: the running configuration stays in force");
+      return;
+    }
+    metrics.reloads_ok.add();
+    spdlog::info("reload applied");
+  }
+
+  // ------------------------------------------------------------ drain
+
+  void drain() {
+    if (draining) return;
+    draining = true;
+    ++dns_generation;
+    spdlog::info("draining: up to {} ms for in-flight requests", snapshot->drain_timeout.count());
+    for (auto& w : workers) w->drain();
+    auto deadline = Clock::now() + snapshot->drain_timeout;
+    asio::co_spawn(
+        io,
+        [this, deadline]() -> asio::awaitable<void> {
+          asio::steady_timer timer(io);
+          while (proxy::open_downstream_connections() > 0 && Clock::now() < deadline) {
+            timer.expires_after(std::chrono::milliseconds(20));
+            co_await timer.async_wait(asio::use_awaitable);
+          }
+          auto left = proxy::open_downstream_connections();
+          if (left > 0) spdlog::warn("drain timeout: closing {} connections", left);
+          else spdlog::info("drained");
+          io.stop();
+        },
+        asio::detached);
+  }
+
+  void wait_signals() {
+    signals.async_wait([this](boost::system::error_code ec, int signal) {
+      if (ec) return;
+      if (signal == SIGHUP) reload();
+      else if (draining) io.stop();  // a second SIGTERM: stop now
+      else drain();
+      wait_signals();
+    });
+  }
+
+  // ------------------------------------------------------------ admin
+
+  AdminResponse handle_admin(std::string_view path) {
+    if (path == "/ready") {
+      if (draining) return {503, "text/plain; charset=utf-8", "draining\n"};
+      return {200, "text/plain; charset=utf-8", "ready\n"};
+    }
+    if (path == "/metrics")
+      return {200, "text/plain; version=0.0.4; charset=utf-8", metrics.render()};
+    if (path == "/config") {
+      std::string json;
+      google::protobuf::util::JsonPrintOptions options;
+      options.add_whitespace = true;
+      options.preserve_proto_field_names = true;
+      (void)google::protobuf::util::MessageToJsonString(*snapshot->config, &json, options);
+      return {200, "application/json", json};
+    }
+    if (path == "/clusters") return {200, "application/json", clusters_json()};
+    return {404, "text/plain; charset=utf-8",
+            "not found; try /ready /metrics /config /clusters\n"};
+  }
+
+  std::string clusters_json() {
+    std::string out = "{\"clusters\": [";
+    bool first_cluster = true;
+    for (const auto& cluster : snapshot->clusters) {
+      out += first_cluster ? "\n  " : ",\n  ";
+      first_cluster = false;
+      static constexpr const char* kLb[] = {"round_robin", "least_request", "random", "ring_hash",
+                                            "maglev"};
+      out += "{\"name\": \"" + cluster->name + "\", \"lb\": \"" +
+             kLb[static_cast<int>(cluster->lb)] + "\", \"endpoints\": [";
+      bool first = true;
+      for (const auto& e : endpoints[cluster->name]) {
+        out += first ? "" : ", ";
+        first = false;
+        out += "{\"address\": \"" + e.text + "\", \"source\": \"" + e.source +
+               "\", \"state\": \"active\", \"active_requests\": " +
+               std::to_string(e.stats->active_requests.load()) +
+               ", \"requests\": " + std::to_string(e.stats->requests.load()) +
+               ", \"connect_failures\": " + std::to_string(e.stats->connect_failures.load()) + "}";
+      }
+      out += "]}";
+    }
+    out += "\n]}\n";
+    return out;
+  }
+
+  int run() {
+    auto first = load("config");
+    if (!first) return 1;
+    for (unsigned i = 0; i < first->workers; ++i) workers.push_back(std::make_unique<Worker>(i));
+    admin = std::make_unique<AdminServer>(io, [this](std::string_view p) { return handle_admin(p); });
+    boost::system::error_code ec;
+    admin->listen(first->admin_address, ec);
+    if (ec) {
+      spdlog::error("admin: cannot listen on {}: {}", net::to_string(first->admin_address),
+                    ec.message());
+      return 1;
+    }
+    if (!apply(first)) return 1;
+    for (auto& w : workers) w->start();
+    wait_signals();
+    spdlog::info("remora running: {} workers, {} listeners, admin on {}", workers.size(),
+                 snapshot->listeners.size(), net::to_string(snapshot->admin_address));
+    io.run();
+    for (auto& w : workers) w->stop();
+    workers.clear();
+    spdlog::info("stopped");
+    return 0;
+  }
+};
+
+Server::Server(std::string config_path) : impl_(std::make_unique<Impl>()) {
+  impl_->config_path = std::move(config_path);
+  spdlog::set_default_logger(spdlog::stderr_color_mt("remora"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+}
+
+Server::~Server() = default;
+
+int Server::run() { return impl_->run(); }
+
+}  // namespace remora::server

@@ -1,0 +1,52 @@
+#include "remora/upstream/endpoint.h"
+
+#include <sys/socket.h>
+
+#include "remora/observe/metrics.h"
+
+namespace remora::upstream {
+
+UpstreamConnection::UpstreamConnection(boost::asio::ip::tcp::socket s, observe::Gauge* active)
+    : socket(std::move(s)), active_gauge(active) {
+  if (active_gauge) active_gauge->add(1);
+}
+
+UpstreamConnection::~UpstreamConnection() {
+  if (active_gauge) active_gauge->add(-1);
+}
+
+bool UpstreamConnection::still_usable() {
+  if (!socket.is_open() || buffer.size() != 0) return false;
+  // A closed keep-alive connection is readable (EOF) while idle; so is one
+  // where the upstream sent something unasked. Either way it is not reusable.
+  char byte;
+  ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+std::unique_ptr<UpstreamConnection> UpstreamEndpoint::acquire(
+    std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle_timeout) {
+  while (!idle_.empty()) {
+    auto connection = std::move(idle_.back());
+    idle_.pop_back();
+    if (now - connection->idle_since < idle_timeout && connection->still_usable())
+      return connection;
+  }
+  return nullptr;
+}
+
+void UpstreamEndpoint::release(std::unique_ptr<UpstreamConnection> connection,
+                               std::chrono::steady_clock::time_point now, size_t max_idle) {
+  if (idle_.size() >= max_idle) return;  // dropping it closes it
+  connection->idle_since = now;
+  idle_.push_back(std::move(connection));
+}
+
+void UpstreamEndpoint::sweep(std::chrono::steady_clock::time_point now,
+                             std::chrono::milliseconds idle_timeout) {
+  std::erase_if(idle_, [&](const auto& c) { return now - c->idle_since >= idle_timeout; });
+}
+
+void UpstreamEndpoint::close_idle() { idle_.clear(); }
+
+}  // namespace remora::upstream
