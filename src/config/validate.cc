@@ -21,9 +21,10 @@ using google::protobuf::Message;
 // The admin endpoint listens even when the file does not mention it.
 constexpr const char* kDefaultAdminAddress = "127.0.0.1:9901";
 
+// Who holds an address: "listeners[0]", or "admin".
 struct Bound {
   HostPort address;
-  std::string path;
+  std::string owner;
   bool is_default = false;
 };
 
@@ -38,20 +39,23 @@ bool overlaps(const HostPort& a, const HostPort& b) {
   return a.kind == b.kind && (is_wildcard(a) || is_wildcard(b));
 }
 
-void check_bind(const HostPort& address, const std::string& path, std::vector<Bound>& bound,
+void check_bind(const HostPort& address, const std::string& owner, std::vector<Bound>& bound,
                 Checker& check) {
+  std::string path = field_path(owner, "address");
   for (const auto& other : bound) {
     if (!overlaps(address, other.address)) continue;
-    std::string what = other.path + (other.is_default ? " (the default " : " (") +
-                       other.address.to_string() + ")";
+    std::string note = other.is_default ? " (the default " + other.address.to_string() +
+                                              "; set admin.address to move it)"
+                                        : " (" + other.address.to_string() + ")";
     if (address.host == other.address.host) {
-      check.error(path, "address " + address.to_string() + " is already used by " + what);
+      check.error(path, "address " + address.to_string() + " is already used by " + other.owner +
+                            (other.is_default ? note : ""));
     } else {
-      check.error(path, "address " + address.to_string() + " conflicts with " + what);
+      check.error(path, "address " + address.to_string() + " conflicts with " + other.owner + note);
     }
     return;
   }
-  bound.push_back({address, path, false});
+  bound.push_back({address, owner, false});
 }
 
 void check_listeners(const v1::Config& config, Checker& check, std::vector<Bound>& bound) {
@@ -73,7 +77,7 @@ void check_listeners(const v1::Config& config, Checker& check, std::vector<Bound
     } else if (HostPortResult parsed = parse_ip_port(listener.address()); !parsed.ok()) {
       check.error(address_path, "invalid address " + quoted(listener.address()) + ": " + parsed.error);
     } else {
-      check_bind(parsed.value, address_path, bound, check);
+      check_bind(parsed.value, path, bound, check);
     }
     if (!v1::Listener::Protocol_IsValid(listener.protocol())) {
       check.error(field_path(path, "protocol"),
@@ -96,12 +100,12 @@ void check_listeners(const v1::Config& config, Checker& check, std::vector<Bound
 void check_admin_and_control_plane(const v1::Config& config, Checker& check,
                                    std::vector<Bound>& bound) {
   if (config.admin().address().empty()) {
-    bound.push_back({parse_ip_port(kDefaultAdminAddress).value, "admin.address", true});
+    bound.push_back({parse_ip_port(kDefaultAdminAddress).value, "admin", true});
   } else if (HostPortResult parsed = parse_ip_port(config.admin().address()); !parsed.ok()) {
     check.error("admin.address",
                 "invalid address " + quoted(config.admin().address()) + ": " + parsed.error);
   } else {
-    bound.push_back({parsed.value, "admin.address", false});
+    bound.push_back({parsed.value, "admin", false});
   }
 
   const std::string& control = config.control_plane().address();

@@ -155,8 +155,9 @@ class Walker {
     const Descriptor* type = message.GetDescriptor();
     std::unordered_map<std::string, Position> seen;
     for (auto it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node& key = it->first;
-      const YAML::Node& value = it->second;
+      // Copies: yaml-cpp iterators hand out temporaries (Node is a cheap handle).
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
       Position key_at = position_of(key.Mark());
       if (!key.IsScalar()) {
         error(key_at, path, "expected a field name, got " + describe(key));
@@ -285,8 +286,9 @@ class Walker {
     const Reflection* reflection = message.GetReflection();
     std::unordered_map<std::string, Position> seen;
     for (auto it = value.begin(); it != value.end(); ++it) {
-      const YAML::Node& key = it->first;
-      const YAML::Node& item = it->second;
+      // Copies: yaml-cpp iterators hand out temporaries (Node is a cheap handle).
+      const YAML::Node key = it->first;
+      const YAML::Node item = it->second;
       Position key_at = position_of(key.Mark());
       if (!key.IsScalar()) {
         error(key_at, path, "expected a key, got " + describe(key));

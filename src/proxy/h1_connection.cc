@@ -43,6 +43,15 @@ std::string_view text(const beast::flat_buffer& b) {
   return {static_cast<const char*>(b.data().data()), b.size()};
 }
 
+// Where the head in `data` ends (just past its blank line), or npos.
+// `scanned` remembers how far earlier calls looked, so a head arriving in many
+// small reads is not searched again from the start each time.
+size_t find_head_end(std::string_view data, size_t& scanned) {
+  auto at = data.find("\r\n\r\n", scanned < 3 ? 0 : scanned - 3);
+  scanned = data.size();
+  return at == std::string_view::npos ? at : at + 4;
+}
+
 // Which clock a connection is currently racing against.
 enum class Deadline { kNone, kIdle, kHeader, kConnect, kRoute, kStreamIdle, kLinger };
 
@@ -249,24 +258,28 @@ awaitable<bool> H1Connection::read_request_head(http::h1::RequestHeadParser& par
   idle_ = in_.size() == 0;
   arm(idle_ ? Deadline::kIdle : Deadline::kHeader,
       idle_ ? limits.idle_timeout : limits.header_read_timeout);
+  size_t scanned = 0;
   for (;;) {
     if (in_.size() != 0) {
-      error_code ec;
-      size_t n = parser.put(in_.data(), ec);
-      if (!ec) {
-        head_size = n;
-        break;
-      }
-      if (ec == beast::http::error::header_limit) {
-        auto first_line = text(in_).substr(0, text(in_).find("\r\n"));
+      const auto data = text(in_);
+      const size_t end = find_head_end(data, scanned);
+      const size_t limit = limits.max_header_bytes;
+      if (end == std::string_view::npos ? data.size() > limit : end > limit) {
+        auto first_line = data.substr(0, data.find("\r\n"));
         co_await reject(listener, first_line.size() > limits.max_target_bytes
                                       ? LocalReason::kUriTooLong
                                       : LocalReason::kHeaderTooLarge);
         co_return false;
       }
-      if (ec != beast::http::error::need_more) {
-        co_await reject(listener, LocalReason::kBadRequest);
-        co_return false;
+      if (end != std::string_view::npos) {
+        // The whole head in one put(): the parser's views then point into in_.
+        error_code ec;
+        if (parser.put(asio::buffer(data.data(), end), ec) != end || ec) {
+          co_await reject(listener, LocalReason::kBadRequest);
+          co_return false;
+        }
+        head_size = end;
+        break;
       }
       if (idle_) {  // the first bytes of a head: from now on the slowloris clock runs
         idle_ = false;
@@ -543,29 +556,34 @@ awaitable<bool> H1Connection::proxy(const WorkerView& view, const ListenerSpec& 
     arm(Deadline::kRoute, route.timeout);
     auto& buffer = upstream_->buffer;
     size_t response_head = 0;
+    size_t scanned = 0;
     bool got_any = false;
     std::optional<LocalReason> failure;
     for (;;) {
-      if (buffer.size() != 0) {
+      const auto data = text(buffer);
+      const size_t end = find_head_end(data, scanned);
+      if (end == std::string_view::npos ? data.size() > kMaxResponseHead : end > kMaxResponseHead) {
+        failure = LocalReason::kBadUpstreamResponse;
+        break;
+      }
+      if (end != std::string_view::npos) {
         error_code ec;
-        size_t n = response.put(buffer.data(), ec);
-        if (!ec) {
-          if (response.status >= 100 && response.status < 200 && response.status != 101) {
-            buffer.consume(n);  // interim response: remora answered 100-continue itself
-            response_parser_.emplace(response_fields_);
-            response.header_limit(kMaxResponseHead);
-            response.body_limit(std::numeric_limits<std::uint64_t>::max());
-            response.eager(false);
-            if (current_.head_method) response.skip(true);
-            continue;
-          }
-          response_head = n;
-          break;
-        }
-        if (ec != beast::http::error::need_more) {
+        if (response.put(asio::buffer(data.data(), end), ec) != end || ec) {
           failure = LocalReason::kBadUpstreamResponse;
           break;
         }
+        if (response.status >= 100 && response.status < 200 && response.status != 101) {
+          buffer.consume(end);  // interim response: remora answered 100-continue itself
+          scanned = 0;
+          response_parser_.emplace(response_fields_);
+          response.header_limit(kMaxResponseHead);
+          response.body_limit(std::numeric_limits<std::uint64_t>::max());
+          response.eager(false);
+          if (current_.head_method) response.skip(true);
+          continue;
+        }
+        response_head = end;
+        break;
       }
       error_code ec;
       size_t n = co_await upstream_->socket.async_read_some(buffer.prepare(kReadChunk), nothrow(ec));

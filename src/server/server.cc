@@ -82,6 +82,14 @@ struct Server::Impl {
     return {a, text, std::move(source), stats};
   }
 
+  // IPv4 answers when there are any (as most proxies do: "localhost" is then
+  // 127.0.0.1 only, where services usually listen), else the IPv6 ones.
+  static std::vector<net::Endpoint> prefer_v4(const tcp::resolver::results_type& results) {
+    std::vector<net::Endpoint> v4, v6;
+    for (const auto& r : results) (r.endpoint().address().is_v4() ? v4 : v6).push_back(r.endpoint());
+    return v4.empty() ? v6 : v4;
+  }
+
   // Static endpoints plus the DNS names resolved now (blocking: config time only).
   EndpointSets resolve_all(const proxy::Snapshot& snap) {
     EndpointSets sets;
@@ -94,8 +102,8 @@ struct Server::Impl {
         boost::system::error_code ec;
         auto results = resolver.resolve(name.host, std::to_string(name.port), ec);
         if (ec) spdlog::warn("cluster {}: resolving {}: {}", cluster->name, name.host, ec.message());
-        for (const auto& r : results)
-          set.push_back(endpoint_address(cluster->name, r.endpoint(),
+        for (const auto& e : prefer_v4(results))
+          set.push_back(endpoint_address(cluster->name, e,
                                          "dns:" + name.host + ":" + std::to_string(name.port)));
       }
     }
@@ -126,8 +134,8 @@ struct Server::Impl {
           auto results = co_await resolver.async_resolve(
               name.host, std::to_string(name.port), asio::redirect_error(asio::use_awaitable, ec));
           failed |= static_cast<bool>(ec);
-          for (const auto& r : results)
-            set.push_back(endpoint_address(cluster->name, r.endpoint(),
+          for (const auto& e : prefer_v4(results))
+            set.push_back(endpoint_address(cluster->name, e,
                                            "dns:" + name.host + ":" + std::to_string(name.port)));
         }
         if (failed) continue;  // keep the last good answer rather than empty the cluster

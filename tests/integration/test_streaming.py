@@ -1,6 +1,7 @@
 """Bodies stream through remora: large uploads and downloads, with bounded memory."""
 
 import hashlib
+import json
 import os
 import struct
 import subprocess
@@ -60,30 +61,37 @@ def test_64mib_download(proxied, chunked):
     assert resp.header("x-body-sha256") == pattern_sha256(n)
 
 
-def test_64mib_upload_with_curl_chunked(proxied):
+def test_64mib_upload_with_curl_chunked(proxied, tmp_path):
     r, up = proxied
     n = 64 * MiB
     h = hashlib.sha256()
-    curl = subprocess.Popen(["curl", "-sS", "--max-time", "60", "-T", "-",
-                             "http://127.0.0.1:%d/curl-upload" % r.port()],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err_path = tmp_path / "curl.err"
+    with open(err_path, "wb") as err:
+        curl = subprocess.Popen(["curl", "-sS", "--max-time", "60", "-T", "-",
+                                 "http://127.0.0.1:%d/curl-upload" % r.port()],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+    feed_error = []
 
     def feed():
         try:
             for data in _blocks(n):
                 h.update(data)
                 curl.stdin.write(data)
+        except Exception as e:  # reported below
+            feed_error.append(e)
         finally:
             curl.stdin.close()
 
     feeder = threading.Thread(target=feed)
     feeder.start()
-    out, err = curl.communicate(timeout=90)
+    out = curl.stdout.read()
+    curl.stdout.close()
+    code = curl.wait(90)
     feeder.join(10)
-    assert curl.returncode == 0, err
-    import json
+    assert code == 0 and not feed_error, (code, feed_error, err_path.read_text())
     echo = json.loads(out)
-    assert echo["headers"].get("transfer-encoding") == "chunked" or "content-length" not in echo["headers"]
+    # curl -T - sends chunked: remora must stream it on, not turn it into a sized body.
+    assert echo["headers"].get("transfer-encoding") == "chunked", echo["headers"]
     assert echo["body_bytes"] == n
     assert echo["body_sha256"] == h.hexdigest()
 

@@ -43,6 +43,10 @@ MALFORMED = {
         "POST", "/smuggle", [("Content-Length", "5"), ("Content-Length", "6")], b"hello!"),
     "differing-content-length-list": request_bytes(
         "POST", "/smuggle", [("Content-Length", "5, 6")], b"hello!"),
+    "content-length-plus-sign": request_bytes(
+        "POST", "/smuggle", [("Content-Length", "+5")], b"hello"),
+    "content-length-not-a-number": request_bytes(
+        "POST", "/smuggle", [("Content-Length", "five")], b"hello"),
     "transfer-encoding-xchunked": request_bytes(
         "POST", "/smuggle", [("Transfer-Encoding", "xchunked")], b"5\r\nhello\r\n0\r\n\r\n"),
     "transfer-encoding-chunked-identity": request_bytes(
@@ -63,19 +67,48 @@ def test_malformed_request_rejected_and_not_forwarded(env, case):
     _reject(r, up, MALFORMED[case], 400, "bad_request")
 
 
-def test_bad_chunk_size_rejected_and_never_completes_upstream(env):
-    """The head is valid and may already be on its way; the body must not be."""
+def test_bad_chunk_size_rejected_and_not_forwarded(env):
+    r, up = env
+    _reject(r, up, request_bytes("POST", "/bad-chunk", [("Transfer-Encoding", "chunked")],
+                                 b"zz\r\nhello\r\n0\r\n\r\n"), 400, "bad_request")
+
+
+BAD_FRAMING = {
+    "chunk-size-overflow": b"fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+    "negative-chunk-size": b"-5\r\nhello\r\n0\r\n\r\n",
+    "no-crlf-after-chunk-data": b"5\r\nhelloXX0\r\n\r\n",
+    "bad-size-in-second-chunk": b"5\r\nhello\r\nzz\r\nhello\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FRAMING), ids=list(BAD_FRAMING))
+def test_bad_chunk_framing_never_completes_upstream(env, case):
+    """Framing errors after the head: the head may already be on its way
+    (bodies stream), but the upstream must never receive a complete request."""
     r, up = env
     before = len(up.requests())
     with RawConn(r.port()) as c:
-        c.send(request_bytes("POST", "/bad-chunk", [("Transfer-Encoding", "chunked")],
-                             b"zz\r\nhello\r\n0\r\n\r\n"))
+        c.send(request_bytes("POST", "/bad-framing", [("Transfer-Encoding", "chunked")],
+                             BAD_FRAMING[case]))
         resp = c.read_final_response()
         assert resp.status == 400, resp
         assert resp.header("x-remora-reason") == "bad_request", resp
         assert c.closed_by_peer(5)
     forwarded = _settled_requests(up)[before:]
-    assert forwarded == [], "the upstream received: %r" % forwarded
+    assert [q for q in forwarded if q["complete"]] == [], "the upstream received: %r" % forwarded
+
+
+def test_malformed_request_after_a_good_one_on_the_same_connection(env):
+    r, up = env
+    with RawConn(r.port()) as c:
+        c.send(request_bytes("GET", "/good-first")
+               + request_bytes("GET", "/bad-second", [("Bad Name", "x")]))
+        first = c.read_final_response()
+        assert first.status == 200 and first.json()["path"] == "/good-first", first
+        second = c.read_final_response()
+        assert second.status == 400, second
+        assert c.closed_by_peer(5)
+    assert "/bad-second" not in [q["target"] for q in _settled_requests(up)]
 
 
 def test_well_formed_request_of_the_same_shapes_passes(env):
@@ -214,3 +247,21 @@ def test_connection_cap_answers_503_overloaded(procs, upstream):
             return c.read_final_response().status == 200
 
     wait_until(served, timeout=5, message="a new connection served once others closed")
+
+
+def test_idle_keep_alive_connection_is_closed_after_idle_timeout(procs, upstream):
+    config = one_cluster_config(upstream)
+    config["listeners"][0]["limits"] = {"idle_timeout": "1s"}
+    r = procs.remora(config)
+    with RawConn(r.port()) as c:
+        c.send(request_bytes("GET", "/once"))
+        assert c.read_final_response().status == 200
+        start = time.monotonic()
+        assert c.closed_by_peer(5), "idle connection still open 5 s after a 1 s idle_timeout"
+        assert time.monotonic() - start > 0.5
+    # A connection that keeps working is not cut by the idle timer.
+    with RawConn(r.port()) as c:
+        for i in range(4):
+            c.send(request_bytes("GET", "/busy/%d" % i))
+            assert c.read_final_response().status == 200
+            time.sleep(0.5)

@@ -159,3 +159,59 @@ def test_dns_endpoint(procs, upstream):
     res = http_request(r.port(), "GET", "/via-dns")
     assert res.status == 200, res
     assert res.json()["server"] == "up"
+
+
+def test_client_abort_mid_upload_does_not_poison_the_pool(proxied):
+    """An upstream connection with half a request body on it must not be reused."""
+    r, up = proxied
+    with RawConn(r.port()) as c:
+        c.send(request_bytes("POST", "/aborted", [("Content-Length", str(10 << 20))]))
+        c.send(b"x" * (1 << 20))
+        time.sleep(0.3)
+    time.sleep(0.3)
+    conn = http.client.HTTPConnection("127.0.0.1", r.port(), timeout=10)
+    try:
+        for i in range(6):
+            res = http_request(r.port(), "POST", "/after-abort/%d" % i, body=b"abc", conn=conn)
+            assert res.status == 200, res
+            assert res.json()["path"] == "/after-abort/%d" % i and res.json()["body_bytes"] == 3
+    finally:
+        conn.close()
+    aborted = [q for q in up.requests() if q["target"] == "/aborted"]
+    assert aborted and not aborted[0]["complete"], aborted
+
+
+def test_client_abort_while_waiting_does_not_mix_responses(proxied):
+    """A response still owed on an upstream connection never reaches another client."""
+    r, up = proxied
+    for i in range(3):
+        with RawConn(r.port()) as c:
+            c.send(request_bytes("GET", "/abandoned?delay=500&i=%d" % i))
+            time.sleep(0.1)
+        for j in range(4):
+            res = http_request(r.port(), "GET", "/next/%d/%d" % (i, j))
+            assert res.status == 200, res
+            assert res.json()["path"] == "/next/%d/%d" % (i, j), res
+    time.sleep(0.6)
+    res = http_request(r.port(), "GET", "/last")
+    assert res.status == 200 and res.json()["path"] == "/last", res
+
+
+def test_pool_idle_timeout_closes_upstream_connections(procs, upstream):
+    config = simple_config([{"name": "all", "match": {"prefix": "/"}, "cluster": "app"}],
+                           [{"name": "app", "endpoints": [upstream.addr],
+                             "pool": {"max_idle": 4, "idle_timeout": "1s"}}])
+    r = procs.remora(config)
+    assert http_request(r.port(), "GET", "/warm").status == 200
+    conn_id = upstream.requests()[-1]["conn"]
+    time.sleep(0.3)
+    assert not [e for e in upstream.events("disconnect") if e["conn"] == conn_id], \
+        "pooled connection closed well before its idle_timeout"
+    start = time.monotonic()
+    while time.monotonic() - start < 5:
+        if [e for e in upstream.events("disconnect") if e["conn"] == conn_id]:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("pooled upstream connection still open 5 s after a 1 s idle_timeout")
+    assert http_request(r.port(), "GET", "/again").status == 200

@@ -42,8 +42,9 @@ def test_echo_and_log(up):
     assert r.status == 200 and echo["server"] == "self" and echo["path"] == "/p"
     assert echo["query"] == "x=1" and echo["headers"]["x-a"] == "1, 2"
     assert echo["body_sha256"] == hashlib.sha256(b"hello").hexdigest()
+    time.sleep(0.2)
     events = read_json_lines(log)
-    assert [e["event"] for e in events] == ["connect", "request", "body"]
+    assert [e["event"] for e in events] == ["connect", "request", "body", "disconnect"]
     assert events[1]["target"] == "/p?x=1" and events[2]["body_bytes"] == 5
 
 

@@ -33,8 +33,8 @@ conn (connection id), peer_port, seq (request number on the connection).
 {"event":"request"} as soon as a head arrives (method, target, headers,
 raw_headers, conn, peer_port, seq, id), then {"event":"body"} with body_bytes,
 body_sha256 and trailers once the body is complete (or {"event":"aborted"} if
-the peer went away first), and {"event":"bad_request"} for a head that does not
-parse.
+the peer went away first), {"event":"bad_request"} for a head that does not
+parse, and {"event":"disconnect"} when a connection ends (either side).
 """
 
 import argparse
@@ -218,6 +218,7 @@ class Server:
         except (ConnectionError, BrokenPipeError, asyncio.IncompleteReadError, BadRequest) as e:
             self.log({"event": "conn_error", "conn": conn, "error": repr(e)})
         finally:
+            self.log({"event": "disconnect", "conn": conn, "requests": seq})
             try:
                 writer.close()
             except Exception:

@@ -50,6 +50,7 @@ void write_request_head(std::string& out, const RequestHeadOut& head) {
   out.append(head.target_prefix).append(head.target_rest).append(" HTTP/1.1\r\n");
   std::string_view forwarded_for;
   bool has_request_id = false;
+  bool has_forwarded_proto = false;
   for (const auto& field : *head.headers) {
     const auto name = field.name;
     if (dropped(*head.headers, head.mutation, name)) continue;
@@ -57,15 +58,16 @@ void write_request_head(std::string& out, const RequestHeadOut& head) {
       forwarded_for = field.value;  // the last hop's list; remora appends its client
       continue;
     }
-    if (iequals(name, "x-forwarded-proto")) continue;  // remora knows the real scheme
     if (head.drop_expect && iequals(name, "expect")) continue;
+    // Kept when sent: behind an edge proxy it names the scheme the user saw.
+    if (iequals(name, "x-forwarded-proto")) has_forwarded_proto = true;
     if (iequals(name, "x-request-id")) has_request_id = true;
     append_field(out, name, field.value);
   }
   out.append("x-forwarded-for: ");
   if (!forwarded_for.empty()) out.append(forwarded_for).append(", ");
   out.append(head.client_address).append("\r\n");
-  append_field(out, "x-forwarded-proto", head.forwarded_proto);
+  if (!has_forwarded_proto) append_field(out, "x-forwarded-proto", head.forwarded_proto);
   if (!has_request_id && !head.new_request_id.empty())
     append_field(out, "x-request-id", head.new_request_id);
   append_additions(out, head.mutation);

@@ -1,0 +1,190 @@
+// Load balancing across a cluster's endpoints, and what survives an endpoint
+// set update: what decides which instance of a service gets a request.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/address.hpp>
+
+#include "remora/upstream/cluster.h"
+#include "remora/upstream/cluster_spec.h"
+#include "remora/upstream/endpoint.h"
+
+using namespace remora::upstream;
+
+namespace {
+
+EndpointAddress address(const std::string& ip, unsigned short port) {
+  EndpointAddress a;
+  a.address = remora::net::Endpoint(boost::asio::ip::make_address(ip), port);
+  a.text = ip + ":" + std::to_string(port);
+  a.source = "static";
+  a.stats = std::make_shared<EndpointStats>();
+  return a;
+}
+
+std::vector<EndpointAddress> addresses(int n) {
+  std::vector<EndpointAddress> out;
+  for (int i = 0; i < n; ++i) out.push_back(address("10.0.0." + std::to_string(i + 1), 8080));
+  return out;
+}
+
+Cluster cluster(LbPolicy lb, int endpoints) {
+  auto spec = std::make_shared<ClusterSpec>();
+  spec->name = "backend";
+  spec->lb = lb;
+  Cluster c(spec);
+  c.set_endpoints(addresses(endpoints));
+  return c;
+}
+
+std::string text_of(const std::shared_ptr<UpstreamEndpoint>& e) {
+  return e ? e->address().text : "<null>";
+}
+
+}  // namespace
+
+TEST_CASE("an empty cluster picks nothing, whatever the policy") {
+  for (auto lb : {LbPolicy::kRoundRobin, LbPolicy::kLeastRequest, LbPolicy::kRandom}) {
+    auto c = cluster(lb, 0);
+    CHECK(c.pick(0) == nullptr);
+    CHECK(c.pick(123456789) == nullptr);
+    // Endpoints that all went away leave it empty again.
+    c.set_endpoints(addresses(2));
+    CHECK(c.pick(1) != nullptr);
+    c.set_endpoints({});
+    CHECK(c.pick(1) == nullptr);
+  }
+}
+
+TEST_CASE("round robin visits every endpoint in turn and spreads evenly") {
+  auto c = cluster(LbPolicy::kRoundRobin, 3);
+  std::vector<std::string> first;
+  for (int i = 0; i < 6; ++i) first.push_back(text_of(c.pick(7)));  // `random` plays no part
+  CHECK(first[0] != first[1]);
+  CHECK(first[1] != first[2]);
+  CHECK(first[0] != first[2]);
+  CHECK(first[3] == first[0]);
+  CHECK(first[4] == first[1]);
+  CHECK(first[5] == first[2]);
+
+  std::map<std::string, int> count;
+  for (int i = 0; i < 300; ++i) ++count[text_of(c.pick(static_cast<uint64_t>(i) * 977))];
+  CHECK(count.size() == 3);
+  CHECK(count["10.0.0.1:8080"] == 100);
+  CHECK(count["10.0.0.2:8080"] == 100);
+  CHECK(count["10.0.0.3:8080"] == 100);
+}
+
+TEST_CASE("round robin keeps cycling over a changed endpoint set") {
+  auto c = cluster(LbPolicy::kRoundRobin, 4);
+  c.pick(0);
+  c.pick(0);
+  c.pick(0);  // cursor on the 4th endpoint
+  c.set_endpoints(addresses(2));
+  std::map<std::string, int> count;
+  for (int i = 0; i < 10; ++i) ++count[text_of(c.pick(0))];
+  CHECK(count.size() == 2);
+  CHECK(count["10.0.0.1:8080"] == 5);
+  CHECK(count["10.0.0.2:8080"] == 5);
+}
+
+TEST_CASE("least request (P2C) never picks the busier of two endpoints") {
+  auto c = cluster(LbPolicy::kLeastRequest, 2);
+  auto eps = c.endpoints();
+  eps[0]->stats().active_requests = 5;
+  eps[1]->stats().active_requests = 1;
+  std::mt19937_64 rng(42);
+  for (int i = 0; i < 1000; ++i) REQUIRE(text_of(c.pick(rng())) == "10.0.0.2:8080");
+
+  eps[0]->stats().active_requests = 0;
+  eps[1]->stats().active_requests = 3;
+  for (int i = 0; i < 1000; ++i) REQUIRE(text_of(c.pick(rng())) == "10.0.0.1:8080");
+}
+
+TEST_CASE("least request (P2C) never picks the single busiest endpoint, and favours the idlest") {
+  auto c = cluster(LbPolicy::kLeastRequest, 4);
+  auto eps = c.endpoints();
+  const int64_t loads[] = {2, 0, 9, 4};
+  for (size_t i = 0; i < eps.size(); ++i) eps[i]->stats().active_requests = loads[i];
+  std::map<std::string, int> count;
+  std::mt19937_64 rng(7);
+  const int n = 12000;
+  for (int i = 0; i < n; ++i) ++count[text_of(c.pick(rng()))];
+  CHECK(count["10.0.0.3:8080"] == 0);  // load 9: the busier of every pair it is in
+  // The idlest (load 0) wins every pair it is drawn into: 1/2 of all picks
+  // with two distinct choices out of four.
+  CHECK(count["10.0.0.2:8080"] > n * 45 / 100);
+  CHECK(count["10.0.0.1:8080"] > count["10.0.0.4:8080"]);
+  CHECK(count["10.0.0.4:8080"] > 0);  // beats load 9 when drawn with it
+}
+
+TEST_CASE("least request with equal loads still uses every endpoint") {
+  auto c = cluster(LbPolicy::kLeastRequest, 3);
+  std::map<std::string, int> count;
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 3000; ++i) ++count[text_of(c.pick(rng()))];
+  CHECK(count.size() == 3);
+  for (const auto& [text, n] : count) CHECK_MESSAGE(n > 700, text);
+}
+
+TEST_CASE("least request with one endpoint returns it") {
+  auto c = cluster(LbPolicy::kLeastRequest, 1);
+  c.endpoints()[0]->stats().active_requests = 100;
+  CHECK(text_of(c.pick(99)) == "10.0.0.1:8080");
+}
+
+TEST_CASE("random covers every endpoint") {
+  auto c = cluster(LbPolicy::kRandom, 5);
+  std::map<std::string, int> count;
+  for (uint64_t r = 0; r < 500; ++r) ++count[text_of(c.pick(r))];
+  REQUIRE(count.size() == 5);
+  for (const auto& [text, n] : count) CHECK_MESSAGE(n == 100, text);
+
+  count.clear();
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 5000; ++i) ++count[text_of(c.pick(rng()))];
+  REQUIRE(count.size() == 5);
+  for (const auto& [text, n] : count) CHECK_MESSAGE(n > 800, text);
+}
+
+TEST_CASE("set_endpoints keeps the endpoint (and its pool) of an address that stays") {
+  auto spec = std::make_shared<ClusterSpec>();
+  spec->lb = LbPolicy::kRoundRobin;
+  Cluster c(spec);
+  auto a = address("10.0.0.1", 8080), b = address("10.0.0.2", 8080), d = address("10.0.0.4", 8080);
+  c.set_endpoints({a, b});
+  REQUIRE(c.endpoints().size() == 2);
+  auto kept_b = c.endpoints()[1];
+  auto gone_a = c.endpoints()[0];
+  kept_b->stats().requests = 17;
+
+  // A DNS refresh brings fresh EndpointAddress values for the same addresses.
+  auto b_again = address("10.0.0.2", 8080);
+  c.set_endpoints({b_again, d});
+  REQUIRE(c.endpoints().size() == 2);
+  CHECK(c.endpoints()[0].get() == kept_b.get());  // same object, same idle connections
+  CHECK(c.endpoints()[0]->stats().requests == 17);
+  CHECK(c.endpoints()[1]->address().text == "10.0.0.4:8080");
+  CHECK(c.endpoints()[1].get() != gone_a.get());
+  for (const auto& e : c.endpoints()) CHECK(e->address().text != "10.0.0.1:8080");
+
+  // Same IP, other port: a different endpoint.
+  c.set_endpoints({address("10.0.0.2", 9090)});
+  REQUIRE(c.endpoints().size() == 1);
+  CHECK(c.endpoints()[0].get() != kept_b.get());
+  CHECK(c.endpoints()[0]->address().text == "10.0.0.2:9090");
+}
+
+TEST_CASE("set_endpoints with an unchanged set changes nothing") {
+  auto c = cluster(LbPolicy::kRoundRobin, 3);
+  std::vector<UpstreamEndpoint*> before;
+  for (const auto& e : c.endpoints()) before.push_back(e.get());
+  c.set_endpoints(addresses(3));
+  REQUIRE(c.endpoints().size() == 3);
+  for (size_t i = 0; i < 3; ++i) CHECK(c.endpoints()[i].get() == before[i]);
+}
