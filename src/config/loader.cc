@@ -12,6 +12,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "checker.h"
+#include "yaml_document.h"
 #include "yaml_to_proto.h"
 
 namespace remora::config {
@@ -50,51 +51,25 @@ std::vector<Diagnostic> without_echoes(std::vector<Diagnostic> semantic,
   return semantic;
 }
 
-// yaml-cpp's message for a tab in indentation ("illegal block entry") does
-// not say what is wrong; the line itself does.
-bool indented_with_tab(std::string_view yaml, int line) {
-  std::size_t start = 0;
-  for (int i = 0; i < line && start != std::string_view::npos; ++i) {
-    start = yaml.find('\n', start);
-    if (start != std::string_view::npos) ++start;
-  }
-  if (line < 0 || start == std::string_view::npos) return false;
-  for (std::size_t i = start; i < yaml.size() && (yaml[i] == ' ' || yaml[i] == '\t'); ++i) {
-    if (yaml[i] == '\t') return true;
-  }
-  return false;
-}
-
 LoadedConfig load_document(std::string_view yaml, const std::string& file) {
   LoadedConfig result;
-  std::vector<YAML::Node> documents;
-  try {
-    documents = YAML::LoadAll(std::string(yaml));
-  } catch (const YAML::ParserException& e) {
-    std::string message = "YAML syntax error: " + e.msg;
-    if (indented_with_tab(yaml, e.mark.line)) message += " (YAML does not allow tabs for indentation)";
-    result.errors.push_back(at(file, detail::position_of(e.mark), std::move(message)));
+  detail::YamlDocument document = detail::read_yaml_document(yaml, file);
+  if (!document.syntax_ok) {
+    result.errors = std::move(document.errors);
     return result;
   }
-
-  YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
+  const YAML::Node& root = document.root;
   auto config = std::make_shared<v1::Config>();
   detail::YamlToProtoResult typed = detail::yaml_to_proto(root, *config, file);
   result.errors = std::move(typed.errors);
-  // yaml-cpp also starts a new document where indentation goes wrong ("- a"
-  // then "b: 1"), so a second document is more often a mistake than intent.
-  if (documents.size() > 1) {
-    result.errors.push_back(at(file, detail::position_of(documents[1].Mark()),
-                               "a second YAML document starts here; remora reads one "
-                               "(check the indentation, or remove the '---')"));
-  }
+  result.errors.insert(result.errors.end(), document.errors.begin(), document.errors.end());
 
   // With no map at the top there is nothing the rules could say that is news.
-  if (root.IsDefined() && !root.IsNull() && !root.IsMap()) return result;
-
-  std::vector<Diagnostic> semantic =
-      without_echoes(detail::validate_config(*config, &typed.positions, file), result.errors, typed);
-  result.errors.insert(result.errors.end(), semantic.begin(), semantic.end());
+  if (!root.IsDefined() || root.IsNull() || root.IsMap()) {
+    std::vector<Diagnostic> semantic = without_echoes(
+        detail::validate_config(*config, &typed.positions, file), result.errors, typed);
+    result.errors.insert(result.errors.end(), semantic.begin(), semantic.end());
+  }
 
   // File order; findings without a position (an empty file) go last.
   auto key = [](const Diagnostic& d) {

@@ -387,6 +387,14 @@ listeners:
         "indentation)\n");
 }
 
+TEST_CASE("a stray comma is a syntax error, not an endless stream of empty documents") {
+  // yaml-cpp 0.7 alone would loop forever here (its issue #1040).
+  CHECK(errors_of(",\n") == "remora.yaml:1:1: YAML syntax error: unexpected \",\"\n");
+  CHECK(errors_of(", listeners: []\n") == "remora.yaml:1:1: YAML syntax error: unexpected \",\"\n");
+  CHECK(errors_of(std::string(kMinimal) + "---\n,\n") ==
+        "remora.yaml:13:1: YAML syntax error: unexpected \",\"\n");
+}
+
 TEST_CASE("the top level must be a map; an empty file has no listener") {
   CHECK(errors_of("- a\n- b\n") ==
         "remora.yaml:1:1: expected a map of settings (listeners:, clusters:, ...) at the top "

@@ -301,7 +301,7 @@ TEST_CASE("render: values of every family") {
   CHECK(e.value("remora_config_reloads_total", {{"result", "failed"}}) == 1);
 }
 
-TEST_CASE("render: histogram buckets are cumulative, end in +Inf, and +Inf == _count") {
+TEST_CASE("render: histogram buckets are cumulative - end in +Inf - and +Inf == _count") {
   Metrics m;
   populate(m);
   auto e = parse(m.render());
@@ -353,7 +353,7 @@ TEST_CASE("DurationHistogram: bucket edges are inclusive (le)") {
   CHECK(h.count() == counts.size());
 }
 
-TEST_CASE("the same labels return the same series; different labels a different one") {
+TEST_CASE("the same labels return the same series - different labels a different one") {
   Metrics m;
   auto& a = m.requests("l", "r", "c");
   CHECK(&m.requests("l", "r", "c") == &a);
@@ -422,7 +422,7 @@ TEST_CASE("counters move by exactly what was added between two scrapes") {
   CHECK(value("remora_config_reloads_total", {{"result", "ok"}}) == 0);
 }
 
-TEST_CASE("label values from the config are escaped, not broken") {
+TEST_CASE("label values from the config are escaped - not broken") {
   Metrics m;
   // Route names are user-chosen text.
   m.requests("in", "say \"hi\"\\now\nnext", "c").count_status(500);

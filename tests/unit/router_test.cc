@@ -82,7 +82,7 @@ TEST_CASE("a route without match criteria takes every request") {
   CHECK(hits(r, "", "/x/y?z=1"));
 }
 
-TEST_CASE("prefix: matches paths that start with it, the query not taking part") {
+TEST_CASE("prefix: matches paths that start with it - the query not taking part") {
   auto r = prefix_route("/api/");
   CHECK(hits(r, "h", "/api/"));
   CHECK(hits(r, "h", "/api/users/7"));
@@ -95,7 +95,7 @@ TEST_CASE("prefix: matches paths that start with it, the query not taking part")
   CHECK_FALSE(hits(prefix_route("/search"), "h", "/?q=/search"));
 }
 
-TEST_CASE("exact path: the query is ignored, nothing else is") {
+TEST_CASE("exact path: the query is ignored - nothing else is") {
   auto r = path_route("/healthz");
   CHECK(hits(r, "h", "/healthz"));
   CHECK(hits(r, "h", "/healthz?verbose=1"));
@@ -106,7 +106,7 @@ TEST_CASE("exact path: the query is ignored, nothing else is") {
   CHECK_FALSE(hits(r, "h", "/x/healthz"));
 }
 
-TEST_CASE("host: exact, case-insensitive, with any port ignored") {
+TEST_CASE("host: exact - case-insensitive - with any port ignored") {
   auto r = host_route("API.example.com");
   CHECK(hits(r, "api.example.com", "/"));
   CHECK(hits(r, "API.EXAMPLE.COM", "/"));
@@ -125,7 +125,7 @@ TEST_CASE("host: a bracketed IPv6 literal with and without port") {
   CHECK_FALSE(hits(r, "[::2]:15001", "/"));
 }
 
-TEST_CASE("host: *.suffix matches subdomains only, never the suffix itself") {
+TEST_CASE("host: *.suffix matches subdomains only - never the suffix itself") {
   auto r = host_route("*.Example.com");
   REQUIRE(r.host_wildcard);
   REQUIRE(r.host == ".example.com");
@@ -140,7 +140,7 @@ TEST_CASE("host: *.suffix matches subdomains only, never the suffix itself") {
   CHECK_FALSE(hits(r, "a.example.org", "/"));
 }
 
-TEST_CASE("headers: exact value (case-sensitive), name case-insensitive") {
+TEST_CASE("headers: exact value (case-sensitive) - name case-insensitive") {
   Route r;
   r.headers.push_back(exact("x-env", "canary"));
   HeaderList canary, prod, upper, missing;
@@ -155,7 +155,7 @@ TEST_CASE("headers: exact value (case-sensitive), name case-insensitive") {
   CHECK_FALSE(hits(r, "h", "/"));
 }
 
-TEST_CASE("headers: present matches any value, even empty") {
+TEST_CASE("headers: present matches any value - even empty") {
   Route r;
   r.headers.push_back(present("authorization"));
   HeaderList with, empty, without;
@@ -195,7 +195,7 @@ TEST_CASE("every criterion of a route must hold") {
   CHECK_FALSE(hits(r, "orders.svc.local", "/orders/1", no_user));
 }
 
-TEST_CASE("RouteTable: the first matching route wins; none → null") {
+TEST_CASE("RouteTable: the first matching route wins - none → null") {
   RouteTable table;
   table.name = "inbound";
   Route health = path_route("/healthz");
@@ -231,7 +231,7 @@ TEST_CASE("RouteTable: the first matching route wins; none → null") {
   CHECK(route_of("h", "/") == "<none>");
 }
 
-TEST_CASE("pick_target: each target gets exactly its weight's share of [0, total)") {
+TEST_CASE("pick_target: each target gets exactly its weight's share of 0..total-1") {
   Route r;
   r.targets = {RouteTarget{0, 70}, RouteTarget{1, 20}, RouteTarget{2, 0}, RouteTarget{3, 10}};
   r.total_weight = 100;

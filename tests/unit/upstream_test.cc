@@ -48,7 +48,7 @@ std::string text_of(const std::shared_ptr<UpstreamEndpoint>& e) {
 
 }  // namespace
 
-TEST_CASE("an empty cluster picks nothing, whatever the policy") {
+TEST_CASE("an empty cluster picks nothing - whatever the policy") {
   for (auto lb : {LbPolicy::kRoundRobin, LbPolicy::kLeastRequest, LbPolicy::kRandom}) {
     auto c = cluster(lb, 0);
     CHECK(c.pick(0) == nullptr);
@@ -106,7 +106,7 @@ TEST_CASE("least request (P2C) never picks the busier of two endpoints") {
   for (int i = 0; i < 1000; ++i) REQUIRE(text_of(c.pick(rng())) == "10.0.0.1:8080");
 }
 
-TEST_CASE("least request (P2C) never picks the single busiest endpoint, and favours the idlest") {
+TEST_CASE("least request (P2C) never picks the single busiest endpoint - and favours the idlest") {
   auto c = cluster(LbPolicy::kLeastRequest, 4);
   auto eps = c.endpoints();
   const int64_t loads[] = {2, 0, 9, 4};

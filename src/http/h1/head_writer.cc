@@ -1,5 +1,6 @@
 #include "remora/http/h1/head_writer.h"
 
+#include <array>
 #include <charconv>
 
 namespace remora::http::h1 {
@@ -15,16 +16,28 @@ void append_number(std::string& out, unsigned long long n) {
   out.append(digits, end);
 }
 
-// Is `name` one of the fields listed in any Connection header?
-bool named_by_connection(const HeaderList& headers, std::string_view name) {
-  for (const auto& field : headers)
-    if (iequals(field.name, "connection") && list_contains(field.value, name)) return true;
-  return false;
-}
+// The fields a message's Connection header(s) name are hop-by-hop too. They
+// are gathered once per message rather than searched for every field.
+class ConnectionTokens {
+ public:
+  explicit ConnectionTokens(const HeaderList& headers) {
+    for (const auto& field : headers)
+      if (iequals(field.name, "connection") && count_ < values_.size()) values_[count_++] = field.value;
+  }
+  bool names(std::string_view name) const {
+    for (size_t i = 0; i < count_; ++i)
+      if (list_contains(values_[i], name)) return true;
+    return false;
+  }
 
-bool dropped(const HeaderList& headers, const HeaderMutation* mutation, std::string_view name) {
-  return is_hop_by_hop(name) || named_by_connection(headers, name) ||
-         (mutation && mutation->removes(name));
+ private:
+  std::array<std::string_view, 4> values_{};
+  size_t count_ = 0;
+};
+
+bool dropped(const ConnectionTokens& connection, const HeaderMutation* mutation,
+             std::string_view name) {
+  return is_hop_by_hop(name) || connection.names(name) || (mutation && mutation->removes(name));
 }
 
 void append_additions(std::string& out, const HeaderMutation* mutation) {
@@ -48,14 +61,15 @@ bool is_hop_by_hop(std::string_view name) {
 void write_request_head(std::string& out, const RequestHeadOut& head) {
   out.append(head.method).append(" ");
   out.append(head.target_prefix).append(head.target_rest).append(" HTTP/1.1\r\n");
-  std::string_view forwarded_for;
+  const ConnectionTokens connection(*head.headers);
+  bool has_forwarded_for = false;
   bool has_request_id = false;
   bool has_forwarded_proto = false;
   for (const auto& field : *head.headers) {
     const auto name = field.name;
-    if (dropped(*head.headers, head.mutation, name)) continue;
-    if (iequals(name, "x-forwarded-for")) {
-      forwarded_for = field.value;  // the last hop's list; remora appends its client
+    if (dropped(connection, head.mutation, name)) continue;
+    if (iequals(name, "x-forwarded-for")) {  // written below, as one list
+      has_forwarded_for = true;
       continue;
     }
     if (head.drop_expect && iequals(name, "expect")) continue;
@@ -64,8 +78,11 @@ void write_request_head(std::string& out, const RequestHeadOut& head) {
     if (iequals(name, "x-request-id")) has_request_id = true;
     append_field(out, name, field.value);
   }
+  // Every earlier hop, in order (repeated fields are one list), then ours.
   out.append("x-forwarded-for: ");
-  if (!forwarded_for.empty()) out.append(forwarded_for).append(", ");
+  if (has_forwarded_for)
+    for (const auto& field : *head.headers)
+      if (iequals(field.name, "x-forwarded-for")) out.append(field.value).append(", ");
   out.append(head.client_address).append("\r\n");
   if (!has_forwarded_proto) append_field(out, "x-forwarded-proto", head.forwarded_proto);
   if (!has_request_id && !head.new_request_id.empty())
@@ -83,8 +100,9 @@ void write_response_head(std::string& out, const ResponseHeadOut& head) {
   out.append("HTTP/1.1 ");
   append_number(out, head.status);
   out.append(" ").append(head.reason).append("\r\n");
+  const ConnectionTokens connection(*head.headers);
   for (const auto& field : *head.headers) {
-    if (dropped(*head.headers, head.mutation, field.name)) continue;
+    if (dropped(connection, head.mutation, field.name)) continue;
     append_field(out, field.name, field.value);
   }
   append_additions(out, head.mutation);
