@@ -61,8 +61,8 @@ RUN apt-get update -q \
 
 # An unprivileged user with a fixed uid (for runAsUser / file ownership); the
 # proxy's ports are all above 1024, so it needs no capability.
-RUN groupadd --system --gid 10001 remora \
- && useradd --system --uid 10001 --gid remora --home-dir /nonexistent --no-create-home \
+RUN groupadd --gid 10001 remora \
+ && useradd --uid 10001 --gid remora --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin remora
 
 COPY --from=build /out/usr/local/bin/remora /usr/local/bin/remora

@@ -93,12 +93,14 @@ HostPortResult parse_ip_port(std::string_view text) {
   HostPortResult r = split(text, bracketed);
   if (!r.ok()) return r;
   if (bracketed) {
-    if (!is_ipv6(r.value.host)) return fail(detail::quoted(r.value.host) + " is not an IPv6 address");
+    if (!is_ipv6(r.value.host))
+      return fail(detail::quoted(r.value.host) + " is not an IPv6 address");
     r.value.kind = HostPort::Kind::ipv6;
     r.value.host = canonical(AF_INET6, r.value.host);
   } else {
     if (!is_ipv4(r.value.host)) {
-      return fail(detail::quoted(r.value.host) + " is not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)");
+      return fail(detail::quoted(r.value.host) +
+                  " is not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)");
     }
     r.value.kind = HostPort::Kind::ipv4;
     r.value.host = canonical(AF_INET, r.value.host);

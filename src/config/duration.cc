@@ -90,8 +90,8 @@ DurationResult parse_duration(std::string_view text) {
       if (u.name == unit_text) unit = &u;
     }
     if (unit == nullptr) {
-      return fail(text, "unknown unit " + detail::quoted(unit_text) +
-                            " (use ns, us, ms, s, m or h)");
+      return fail(text,
+                  "unknown unit " + detail::quoted(unit_text) + " (use ns, us, ms, s, m or h)");
     }
     total += whole * unit->nanos + fraction * unit->nanos / scale;
     if (too_big || total > static_cast<__int128>(kMaxSeconds) * kNanosPerSecond) {

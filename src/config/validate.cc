@@ -75,7 +75,8 @@ void check_listeners(const v1::Config& config, Checker& check, std::vector<Bound
     if (listener.address().empty()) {
       check.error(address_path, "a listener needs an address (e.g. 0.0.0.0:8080)");
     } else if (HostPortResult parsed = parse_ip_port(listener.address()); !parsed.ok()) {
-      check.error(address_path, "invalid address " + quoted(listener.address()) + ": " + parsed.error);
+      check.error(address_path,
+                  "invalid address " + quoted(listener.address()) + ": " + parsed.error);
     } else {
       check_bind(parsed.value, path, bound, check);
     }
@@ -92,7 +93,8 @@ void check_listeners(const v1::Config& config, Checker& check, std::vector<Bound
     }
     // Accepting tls and serving plaintext would be worse than refusing.
     if (listener.has_tls()) {
-      check.error(field_path(path, "tls"), "tls is not supported yet (a later release brings mTLS)");
+      check.error(field_path(path, "tls"),
+                  "tls is not supported yet (a later release brings mTLS)");
     }
   }
 }
@@ -111,7 +113,8 @@ void check_admin_and_control_plane(const v1::Config& config, Checker& check,
   const std::string& control = config.control_plane().address();
   if (!control.empty()) {
     if (HostPortResult parsed = parse_host_port(control); !parsed.ok()) {
-      check.error("control_plane.address", "invalid address " + quoted(control) + ": " + parsed.error);
+      check.error("control_plane.address",
+                  "invalid address " + quoted(control) + ": " + parsed.error);
     }
     // The control plane addresses snapshots to nodes by id.
     if (config.node().id().empty()) {
@@ -157,7 +160,8 @@ void check_durations(const Message& message, const std::string& path, Checker& c
         const Message& entry = reflection->GetRepeatedMessage(message, field, i);
         const auto* key = entry.GetDescriptor()->map_key();
         if (key->cpp_type() != FieldDescriptor::CPPTYPE_STRING) continue;
-        check_durations(entry, key_path(child, entry.GetReflection()->GetString(entry, key)), check);
+        check_durations(entry, key_path(child, entry.GetReflection()->GetString(entry, key)),
+                        check);
       }
     } else if (field->is_repeated()) {
       for (int i = 0; i < reflection->FieldSize(message, field); ++i) {

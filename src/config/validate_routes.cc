@@ -13,9 +13,15 @@ namespace {
 constexpr unsigned kMaxAttempts = 10;
 
 const std::vector<std::string>& retry_conditions() {
-  static const std::vector<std::string> kConditions = {
-      "5xx",        "gateway-error",     "reset",     "connect-failure",   "retriable-status-codes",
-      "unavailable", "cancelled",        "deadline-exceeded", "resource-exhausted"};
+  static const std::vector<std::string> kConditions = {"5xx",
+                                                       "gateway-error",
+                                                       "reset",
+                                                       "connect-failure",
+                                                       "retriable-status-codes",
+                                                       "unavailable",
+                                                       "cancelled",
+                                                       "deadline-exceeded",
+                                                       "resource-exhausted"};
   return kConditions;
 }
 
@@ -85,7 +91,8 @@ void check_split(const v1::Route& route, const std::string& path, RouteContext& 
     } else {
       check_cluster_reference(entry.cluster(), field_path(entry_path, "cluster"), ctx);
     }
-    if (entry.weight() == 0) ctx.check.error(field_path(entry_path, "weight"), "must be greater than 0");
+    if (entry.weight() == 0)
+      ctx.check.error(field_path(entry_path, "weight"), "must be greater than 0");
     total += entry.weight();
   }
   if (total > UINT32_MAX) {
@@ -117,8 +124,9 @@ void check_retry(const v1::RetryPolicy& retry, const std::string& path, Checker&
   for (int i = 0; i < retry.retriable_status_codes_size(); ++i) {
     std::uint32_t code = retry.retriable_status_codes(i);
     if (code < 100 || code > 599) {
-      check.error(index_path(field_path(path, "retriable_status_codes"), static_cast<std::size_t>(i)),
-                  "must be an HTTP status from 100 to 599, got " + std::to_string(code));
+      check.error(
+          index_path(field_path(path, "retriable_status_codes"), static_cast<std::size_t>(i)),
+          "must be an HTTP status from 100 to 599, got " + std::to_string(code));
     }
   }
   if (std::string why = out_of_range(retry.budget_percent(), 0, 100); !why.empty()) {

@@ -17,6 +17,7 @@
 #include "remora/http/h1/head_writer.h"
 #include "remora/http/h1/request_checks.h"
 #include "remora/http/local_reply.h"
+#include "remora/net/buffer_recycler.h"
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
 #include "remora/proxy/worker_context.h"
@@ -39,8 +40,17 @@ std::atomic<int64_t> process_connections{0};
 
 auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
-std::string_view text(const beast::flat_buffer& b) {
+std::string_view text(const net::ReadBuffer& b) {
   return {static_cast<const char*>(b.data().data()), b.size()};
+}
+
+// How much to read next: fill the recycled 16 KiB block when the buffer fits
+// in it, so that a partial chunk header left over does not grow the buffer.
+// 0 when the buffer is at its limit.
+size_t next_read_size(const net::ReadBuffer& b) {
+  size_t room = b.max_size() - b.size();
+  size_t want = b.size() < kReadChunk ? kReadChunk - b.size() : kReadChunk;
+  return std::min(room, want);
 }
 
 // Where the head in `data` ends (just past its blank line), or npos.
@@ -93,7 +103,7 @@ class H1Connection final : public DownstreamConnection,
                         size_t head_size);
   awaitable<bool> connect(upstream::UpstreamEndpoint& endpoint, const upstream::ClusterSpec& spec);
   template <class Parser>
-  awaitable<Relay> relay(Parser& parser, tcp::socket& from, beast::flat_buffer& buffer,
+  awaitable<Relay> relay(Parser& parser, tcp::socket& from, net::ReadBuffer& buffer,
                          tcp::socket& to, std::string_view head, uint64_t& moved);
   awaitable<void> tunnel();
   awaitable<void> reply_local(LocalReason reason, bool close);
@@ -111,7 +121,7 @@ class H1Connection final : public DownstreamConnection,
   WorkerContext& worker_;
   std::string listener_name_;
   std::string client_ip_;
-  beast::flat_buffer in_;
+  net::ReadBuffer in_;
   std::string out_;  // serialized heads; capacity reused
   http::HeaderList request_fields_;
   http::HeaderList response_fields_;
@@ -142,6 +152,20 @@ class H1Connection final : public DownstreamConnection,
     uint64_t bytes_in = 0, bytes_out = 0;
     bool head_method = false;
     bool response_started = false;
+
+    // Clears for the next request, keeping the strings' capacity.
+    void reset() {
+      route = nullptr;
+      series = nullptr;
+      log.reset();
+      method.clear();
+      authority.clear();
+      path.clear();
+      request_id.clear();
+      upgrade.clear();
+      bytes_in = bytes_out = 0;
+      head_method = response_started = false;
+    }
   } current_;
 };
 
@@ -286,13 +310,22 @@ awaitable<bool> H1Connection::read_request_head(http::h1::RequestHeadParser& par
         arm(Deadline::kHeader, limits.header_read_timeout);
       }
     }
-    size_t room = in_.max_size() - in_.size();
+    error_code ec;
+    if (in_.size() == 0) {
+      // Wait for the next request without holding a read buffer.
+      in_.shrink_to_fit();
+      co_await client_.async_wait(tcp::socket::wait_read, nothrow(ec));
+      if (ec || fired_ != Deadline::kNone) {
+        if (fired(Deadline::kHeader)) co_await reject(listener, LocalReason::kRequestTimeout);
+        co_return false;
+      }
+    }
+    size_t room = next_read_size(in_);
     if (room == 0) {
       co_await reject(listener, LocalReason::kHeaderTooLarge);
       co_return false;
     }
-    error_code ec;
-    size_t n = co_await client_.async_read_some(in_.prepare(std::min(room, kReadChunk)), nothrow(ec));
+    size_t n = co_await client_.async_read_some(in_.prepare(room), nothrow(ec));
     if (ec || fired_ != Deadline::kNone) {
       if (fired(Deadline::kHeader)) co_await reject(listener, LocalReason::kRequestTimeout);
       co_return false;  // idle timeout, drain, or the client went away
@@ -313,7 +346,7 @@ awaitable<bool> H1Connection::serve_one(const WorkerView& view, const ListenerSp
   size_t head_size = 0;
   if (!co_await read_request_head(parser, listener, head_size)) co_return false;
 
-  current_ = Current{};
+  current_.reset();
   current_.start = Clock::now();
   current_.listener = &listener;
   current_.series = listener.unrouted;
@@ -586,7 +619,8 @@ awaitable<bool> H1Connection::proxy(const WorkerView& view, const ListenerSpec& 
         break;
       }
       error_code ec;
-      size_t n = co_await upstream_->socket.async_read_some(buffer.prepare(kReadChunk), nothrow(ec));
+      size_t n = co_await upstream_->socket.async_read_some(buffer.prepare(next_read_size(buffer)),
+                                                            nothrow(ec));
       if (fired(Deadline::kRoute)) {
         failure = LocalReason::kUpstreamTimeout;
         break;
@@ -659,7 +693,7 @@ awaitable<bool> H1Connection::proxy(const WorkerView& view, const ListenerSpec& 
 // write. Reads only after the previous write completed: backpressure.
 template <class Parser>
 awaitable<Relay> H1Connection::relay(Parser& parser, tcp::socket& from,
-                                     beast::flat_buffer& buffer, tcp::socket& to,
+                                     net::ReadBuffer& buffer, tcp::socket& to,
                                      std::string_view head, uint64_t& moved) {
   error_code ec;
   for (;;) {
@@ -686,9 +720,9 @@ awaitable<Relay> H1Connection::relay(Parser& parser, tcp::socket& from,
       last_progress_ = Clock::now();
     }
     if (parser.is_done()) co_return Relay::kDone;
-    size_t room = buffer.max_size() - buffer.size();
+    size_t room = next_read_size(buffer);
     if (room == 0) co_return Relay::kBadFraming;  // a chunk header longer than any sane one
-    size_t n = co_await from.async_read_some(buffer.prepare(std::min(room, kReadChunk)), nothrow(ec));
+    size_t n = co_await from.async_read_some(buffer.prepare(room), nothrow(ec));
     if (fired_ != Deadline::kNone) co_return Relay::kTimedOut;
     if (ec == asio::error::eof) {
       parser.put_eof(ec);
@@ -704,7 +738,7 @@ awaitable<Relay> H1Connection::relay(Parser& parser, tcp::socket& from,
 // After a 101: bytes both ways, untouched, until either side closes.
 awaitable<void> H1Connection::tunnel() {
   using namespace asio::experimental::awaitable_operators;
-  auto pump = [](tcp::socket& from, tcp::socket& to, beast::flat_buffer& pending) -> awaitable<void> {
+  auto pump = [](tcp::socket& from, tcp::socket& to, net::ReadBuffer& pending) -> awaitable<void> {
     error_code ec;
     if (pending.size() != 0) {
       co_await asio::async_write(to, pending.data(), nothrow(ec));

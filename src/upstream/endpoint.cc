@@ -39,6 +39,7 @@ void UpstreamEndpoint::release(std::unique_ptr<UpstreamConnection> connection,
                                std::chrono::steady_clock::time_point now, size_t max_idle) {
   if (idle_.size() >= max_idle) return;  // dropping it closes it
   connection->idle_since = now;
+  connection->buffer.shrink_to_fit();  // an idle connection holds no read buffer
   idle_.push_back(std::move(connection));
 }
 

@@ -76,7 +76,8 @@ google::protobuf::Duration seconds(std::int64_t s, std::int32_t nanos = 0) {
 
 TEST_CASE("a diagnostic prints file:line:col: path: message, leaving out what is unknown") {
   CHECK(Diagnostic{"remora.yaml", 14, 9, "route_tables[0].routes[0]", "unknown field \"retires\""}
-            .to_string() == "remora.yaml:14:9: route_tables[0].routes[0]: unknown field \"retires\"");
+            .to_string() ==
+        "remora.yaml:14:9: route_tables[0].routes[0]: unknown field \"retires\"");
   CHECK(Diagnostic{"", 0, 0, "clusters[0].name", "a cluster needs a name"}.to_string() ==
         "clusters[0].name: a cluster needs a name");
   CHECK(Diagnostic{"remora.yaml", 3, 0, "", "YAML syntax error: x"}.to_string() ==
@@ -106,7 +107,7 @@ route_tables:
         cluster: items
         retires: { attempts: 3 }
 )") == "remora.yaml:14:9: route_tables[0].routes[0]: unknown field \"retires\" "
-        "(did you mean \"retry\"?)\n");
+       "(did you mean \"retry\"?)\n");
 }
 
 TEST_CASE("unknown keys at the top level, with case and dash slips, or far from any field") {
@@ -122,10 +123,10 @@ listeners:
 route_tables: [ { name: main, routes: [ { cluster: app } ] } ]
 clusters: [ { name: app, endpoints: [ 127.0.0.1:9000 ] } ]
 )") == "remora.yaml:1:1: unknown field \"listners\" (did you mean \"listeners\"?)\n"
-        "remora.yaml:2:1: unknown field \"Workers\" (did you mean \"workers\"?)\n"
-        "remora.yaml:3:1: unknown field \"route-tables\" (did you mean \"route_tables\"?)\n"
-        "remora.yaml:8:5: listeners[0]: unknown field \"banana\" (expected one of name, address, "
-        "protocol, route_table, tls, limits)\n");
+       "remora.yaml:2:1: unknown field \"Workers\" (did you mean \"workers\"?)\n"
+       "remora.yaml:3:1: unknown field \"route-tables\" (did you mean \"route_tables\"?)\n"
+       "remora.yaml:8:5: listeners[0]: unknown field \"banana\" (expected one of name, address, "
+       "protocol, route_table, tls, limits)\n");
 }
 
 TEST_CASE("a key written twice is an error, not a silent override") {
@@ -142,8 +143,8 @@ route_tables:
         request_headers: { add: { x-a: "1", x-a: "2" } }
 clusters: [ { name: app, endpoints: [ 127.0.0.1:9000 ] } ]
 )") == "remora.yaml:5:5: listeners[0]: duplicate field \"name\" (first set on line 2)\n"
-        "remora.yaml:10:45: route_tables[0].routes[0].request_headers.add: duplicate key \"x-a\" "
-        "(first set on line 10)\n");
+       "remora.yaml:10:45: route_tables[0].routes[0].request_headers.add: duplicate key \"x-a\" "
+       "(first set on line 10)\n");
 }
 
 // ---------------------------------------------------------------------------
@@ -171,23 +172,23 @@ clusters:
     endpoints: 127.0.0.1:9000
     circuit_breaker: 5
 )") == "remora.yaml:1:10: workers: expected a non-negative integer, got \"four\"\n"
-        "remora.yaml:2:18: max_connections: expected a non-negative integer, got \"-1\"\n"
-        "remora.yaml:3:16: drain_timeout: expected a duration such as 250ms or 2s, got a list\n"
-        "remora.yaml:4:13: node.id: expected a string, got a list (quote a value that starts "
-        "with [ or {)\n"
-        "remora.yaml:9:36: listeners[0].limits.max_request_headers: 4294967296 is out of range "
-        "(0..4294967295)\n"
-        "remora.yaml:9:65: listeners[0].limits.max_connections: expected a non-negative integer, "
-        "got the quoted string \"100\" (remove the quotes)\n"
-        "remora.yaml:14:40: route_tables[0].routes[0].retry.retry_non_idempotent: expected true "
-        "or false, got \"yes\"\n"
-        "remora.yaml:14:55: route_tables[0].routes[0].retry.attempts: expected a non-negative "
-        "integer, got \"2.5\"\n"
-        "remora.yaml:15:50: route_tables[0].routes[0].fault.delay.percent: expected a number, got "
-        "\"ten\"\n"
-        "remora.yaml:18:16: clusters[0].endpoints: expected a list, got \"127.0.0.1:9000\" (write "
-        "[ 127.0.0.1:9000 ] for a single item)\n"
-        "remora.yaml:19:22: clusters[0].circuit_breaker: expected a map, got \"5\"\n");
+       "remora.yaml:2:18: max_connections: expected a non-negative integer, got \"-1\"\n"
+       "remora.yaml:3:16: drain_timeout: expected a duration such as 250ms or 2s, got a list\n"
+       "remora.yaml:4:13: node.id: expected a string, got a list (quote a value that starts "
+       "with [ or {)\n"
+       "remora.yaml:9:36: listeners[0].limits.max_request_headers: 4294967296 is out of range "
+       "(0..4294967295)\n"
+       "remora.yaml:9:65: listeners[0].limits.max_connections: expected a non-negative integer, "
+       "got the quoted string \"100\" (remove the quotes)\n"
+       "remora.yaml:14:40: route_tables[0].routes[0].retry.retry_non_idempotent: expected true "
+       "or false, got \"yes\"\n"
+       "remora.yaml:14:55: route_tables[0].routes[0].retry.attempts: expected a non-negative "
+       "integer, got \"2.5\"\n"
+       "remora.yaml:15:50: route_tables[0].routes[0].fault.delay.percent: expected a number, got "
+       "\"ten\"\n"
+       "remora.yaml:18:16: clusters[0].endpoints: expected a list, got \"127.0.0.1:9000\" (write "
+       "[ 127.0.0.1:9000 ] for a single item)\n"
+       "remora.yaml:19:22: clusters[0].circuit_breaker: expected a map, got \"5\"\n");
 }
 
 TEST_CASE("well-typed scalars land in the proto") {
@@ -224,7 +225,8 @@ observability: { tracing: { sample_ratio: .25 } }
 }
 
 TEST_CASE("enums are written in lower case; anything else lists the allowed values") {
-  CHECK(errors_of(R"(
+  CHECK(
+      errors_of(R"(
 listeners:
   - name: main
     address: 127.0.0.1:8080
@@ -237,17 +239,17 @@ clusters:
     lb: roundrobin
     protocol: 1
 observability: { access_log: { path: stdout, format: yaml } }
-)") == "remora.yaml:5:15: listeners[0].protocol: invalid value \"http3\" (did you mean \"http1\"?): "
-        "expected one of auto, http1, http2\n"
-        "remora.yaml:10:9: clusters[0].lb: invalid value \"roundrobin\" (did you mean "
-        "\"round_robin\"?): expected one of round_robin, least_request, random, ring_hash, maglev\n"
-        "remora.yaml:11:15: clusters[0].protocol: invalid value \"1\": expected one of http1, http2\n"
-        "remora.yaml:12:54: observability.access_log.format: invalid value \"yaml\": expected one "
-        "of text, json\n");
+)") ==
+      "remora.yaml:5:15: listeners[0].protocol: invalid value \"http3\" (did you mean \"http1\"?): "
+      "expected one of auto, http1, http2\n"
+      "remora.yaml:10:9: clusters[0].lb: invalid value \"roundrobin\" (did you mean "
+      "\"round_robin\"?): expected one of round_robin, least_request, random, ring_hash, maglev\n"
+      "remora.yaml:11:15: clusters[0].protocol: invalid value \"1\": expected one of http1, http2\n"
+      "remora.yaml:12:54: observability.access_log.format: invalid value \"yaml\": expected one "
+      "of text, json\n");
 }
 
 TEST_CASE("enum names match case-insensitively") {
-  v1::Config c = minimal();
   LoadedConfig loaded = load_yaml(doc(R"(
 listeners: [ { name: main, address: 127.0.0.1:8080, route_table: main, protocol: HTTP2 } ]
 route_tables: [ { name: main, routes: [ { cluster: app } ] } ]
@@ -311,10 +313,12 @@ TEST_CASE("durations parse from a number and a unit") {
 }
 
 TEST_CASE("a duration without a unit, or with a wrong one, is refused with a hint") {
-  CHECK(parse_duration("5").error ==
-        "invalid duration \"5\": missing unit (ns, us, ms, s, m, h); write e.g. 250ms, 2s, 1m or 1h");
-  CHECK(parse_duration("0").error ==
-        "invalid duration \"0\": missing unit (ns, us, ms, s, m, h); write e.g. 250ms, 2s, 1m or 1h");
+  CHECK(
+      parse_duration("5").error ==
+      "invalid duration \"5\": missing unit (ns, us, ms, s, m, h); write e.g. 250ms, 2s, 1m or 1h");
+  CHECK(
+      parse_duration("0").error ==
+      "invalid duration \"0\": missing unit (ns, us, ms, s, m, h); write e.g. 250ms, 2s, 1m or 1h");
   CHECK(parse_duration("5x").error ==
         "invalid duration \"5x\": unknown unit \"x\" (use ns, us, ms, s, m or h)");
   CHECK(parse_duration("2 s").error ==
@@ -360,14 +364,14 @@ route_tables:
         retry: { per_try_timeout: 0, backoff: { base: 25ms, max: "1.5s" } }
 clusters: [ { name: app, endpoints: [ 127.0.0.1:9000 ], connect_timeout: 2h } ]
 )") == "remora.yaml:1:16: drain_timeout: invalid duration \"5\": missing unit (ns, us, ms, s, m, "
-        "h); write e.g. 250ms, 2s, 1m or 1h\n"
-        "remora.yaml:6:36: listeners[0].limits.header_read_timeout: invalid duration \"10 s\": "
-        "unknown unit \" s\" (use ns, us, ms, s, m or h)\n"
-        "remora.yaml:6:56: listeners[0].limits.idle_timeout: expected a duration such as 250ms "
-        "or 2s, got a map\n"
-        "remora.yaml:11:18: route_tables[0].routes[0].timeout: must be greater than 0, got 0s\n"
-        "remora.yaml:12:35: route_tables[0].routes[0].retry.per_try_timeout: invalid duration "
-        "\"0\": missing unit (ns, us, ms, s, m, h); write e.g. 250ms, 2s, 1m or 1h\n");
+       "h); write e.g. 250ms, 2s, 1m or 1h\n"
+       "remora.yaml:6:36: listeners[0].limits.header_read_timeout: invalid duration \"10 s\": "
+       "unknown unit \" s\" (use ns, us, ms, s, m or h)\n"
+       "remora.yaml:6:56: listeners[0].limits.idle_timeout: expected a duration such as 250ms "
+       "or 2s, got a map\n"
+       "remora.yaml:11:18: route_tables[0].routes[0].timeout: must be greater than 0, got 0s\n"
+       "remora.yaml:12:35: route_tables[0].routes[0].retry.per_try_timeout: invalid duration "
+       "\"0\": missing unit (ns, us, ms, s, m, h); write e.g. 250ms, 2s, 1m or 1h\n");
 }
 
 // ---------------------------------------------------------------------------
@@ -400,7 +404,8 @@ TEST_CASE("the top level must be a map; an empty file has no listener") {
         "remora.yaml:1:1: expected a map of settings (listeners:, clusters:, ...) at the top "
         "level, got a list\n");
   CHECK(errors_of("") == "remora.yaml: listeners: at least one listener is required\n");
-  CHECK(errors_of("# nothing yet\n") == "remora.yaml: listeners: at least one listener is required\n");
+  CHECK(errors_of("# nothing yet\n") ==
+        "remora.yaml: listeners: at least one listener is required\n");
 }
 
 TEST_CASE("a second YAML document is an error") {
@@ -432,18 +437,19 @@ clusters:
                                   "remora.yaml");
   CHECK(loaded.config == nullptr);
   CHECK_FALSE(loaded.ok());
-  CHECK(lines(loaded.errors) ==
-        "remora.yaml:3:14: listeners[0].address: invalid address \"localhost:8080\": \"localhost\" "
-        "is not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)\n"
-        "remora.yaml:4:18: listeners[0].route_table: unknown route table \"mian\" (did you mean "
-        "\"main\"?)\n"
-        "remora.yaml:5:5: listeners[0]: unknown field \"protocl\" (did you mean \"protocol\"?)\n"
-        "remora.yaml:9:18: route_tables[0].routes[0].cluster: unknown cluster \"ap\" (did you "
-        "mean \"app\"?)\n"
-        "remora.yaml:10:18: route_tables[0].routes[0].timeout: invalid duration \"5\": missing unit "
-        "(ns, us, ms, s, m, h); write e.g. 250ms, 2s, 1m or 1h\n"
-        "remora.yaml:14:9: clusters[0].lb: invalid value \"fastest\": expected one of "
-        "round_robin, least_request, random, ring_hash, maglev\n");
+  CHECK(
+      lines(loaded.errors) ==
+      "remora.yaml:3:14: listeners[0].address: invalid address \"localhost:8080\": \"localhost\" "
+      "is not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)\n"
+      "remora.yaml:4:18: listeners[0].route_table: unknown route table \"mian\" (did you mean "
+      "\"main\"?)\n"
+      "remora.yaml:5:5: listeners[0]: unknown field \"protocl\" (did you mean \"protocol\"?)\n"
+      "remora.yaml:9:18: route_tables[0].routes[0].cluster: unknown cluster \"ap\" (did you "
+      "mean \"app\"?)\n"
+      "remora.yaml:10:18: route_tables[0].routes[0].timeout: invalid duration \"5\": missing unit "
+      "(ns, us, ms, s, m, h); write e.g. 250ms, 2s, 1m or 1h\n"
+      "remora.yaml:14:9: clusters[0].lb: invalid value \"fastest\": expected one of "
+      "round_robin, least_request, random, ring_hash, maglev\n");
 }
 
 TEST_CASE("a value of the wrong shape is reported once, not again as missing") {
@@ -459,13 +465,13 @@ listeners:
 route_tables: [ { name: main, routes: [ { cluster: [ app ] } ] } ]
 clusters: [ { name: app, endpoints: 127.0.0.1:9000 } ]
 )") == "remora.yaml:3:14: listeners[0].address: expected a string, got a map (quote a value that "
-        "starts with [ or {)\n"
-        "remora.yaml:5:5: listeners[1]: expected a map, got a list\n"
-        "remora.yaml:7:14: listeners[2].address: invalid address \"127.0.0.1\": missing :port\n"
-        "remora.yaml:9:52: route_tables[0].routes[0].cluster: expected a string, got a list "
-        "(quote a value that starts with [ or {)\n"
-        "remora.yaml:10:37: clusters[0].endpoints: expected a list, got \"127.0.0.1:9000\" (write "
-        "[ 127.0.0.1:9000 ] for a single item)\n");
+       "starts with [ or {)\n"
+       "remora.yaml:5:5: listeners[1]: expected a map, got a list\n"
+       "remora.yaml:7:14: listeners[2].address: invalid address \"127.0.0.1\": missing :port\n"
+       "remora.yaml:9:52: route_tables[0].routes[0].cluster: expected a string, got a list "
+       "(quote a value that starts with [ or {)\n"
+       "remora.yaml:10:37: clusters[0].endpoints: expected a list, got \"127.0.0.1:9000\" (write "
+       "[ 127.0.0.1:9000 ] for a single item)\n");
 }
 
 // ---------------------------------------------------------------------------
@@ -517,11 +523,30 @@ route_tables:
             x-typo: { exactly: "1" }
 clusters: [ { name: app, endpoints: [ 127.0.0.1:9000 ] } ]
 )") == "remora.yaml:8:24: route_tables[0].routes[0].match.headers[\"x-version\"]: a header matcher "
-        "needs exactly one of exact, regex, present\n"
-        "remora.yaml:9:29: route_tables[0].routes[0].match.headers[\"x-bad\"].regex: invalid regex "
-        "\"([a-z]\": Mismatched '(' and ')' in regular expression\n"
-        "remora.yaml:10:23: route_tables[0].routes[0].match.headers[\"x-typo\"]: unknown field "
-        "\"exactly\" (did you mean \"exact\"?)\n");
+       "needs exactly one of exact, regex, present\n"
+       "remora.yaml:9:29: route_tables[0].routes[0].match.headers[\"x-bad\"].regex: invalid regex "
+       "\"([a-z]\": Mismatched '(' and ')' in regular expression\n"
+       "remora.yaml:10:23: route_tables[0].routes[0].match.headers[\"x-typo\"]: unknown field "
+       "\"exactly\" (did you mean \"exact\"?)\n");
+}
+
+TEST_CASE("a map entry of the wrong shape is reported under its key") {
+  LoadedConfig loaded = load_yaml(doc(R"(
+listeners: [ { name: main, address: 127.0.0.1:8080, route_table: main } ]
+route_tables:
+  - name: main
+    routes:
+      - cluster: app
+        match: { headers: { x-a: [ 1 ], x-b: "2" } }
+        request_headers: { add: { x-c: { d: e } } }
+clusters: [ { name: app, endpoints: [ 127.0.0.1:9000 ] } ]
+)"),
+                                  "remora.yaml");
+  CHECK(lines(loaded.errors) ==
+        "remora.yaml:6:34: route_tables[0].routes[0].match.headers[\"x-a\"]: expected a map, got "
+        "a list\n"
+        "remora.yaml:7:40: route_tables[0].routes[0].request_headers.add[\"x-c\"]: expected a "
+        "string, got a map (quote a value that starts with [ or {)\n");
 }
 
 // ---------------------------------------------------------------------------
@@ -616,9 +641,9 @@ clusters:
     endpoints: [ 127.0.0.1:9000 ]
     tls: {}
 )") == "remora.yaml:5:10: listeners[0].tls: tls is not supported yet (a later release brings "
-        "mTLS)\n"
-        "remora.yaml:10:10: clusters[0].tls: tls is not supported yet (a later release brings "
-        "mTLS)\n");
+       "mTLS)\n"
+       "remora.yaml:10:10: clusters[0].tls: tls is not supported yet (a later release brings "
+       "mTLS)\n");
 }
 
 // ---------------------------------------------------------------------------
@@ -736,18 +761,21 @@ TEST_CASE("validate: listener and admin addresses are IP literals with a port") 
                 "invalid address \"localhost:80\": \"localhost\" is not an IP address (use e.g. "
                 "127.0.0.1 or 0.0.0.0)"},
            Case{"127.0.0.1", "invalid address \"127.0.0.1\": missing :port"},
-           Case{"127.0.0.1:0",
-                "invalid address \"127.0.0.1:0\": port must be a number from 1 to 65535, got \"0\""},
+           Case{
+               "127.0.0.1:0",
+               "invalid address \"127.0.0.1:0\": port must be a number from 1 to 65535, got \"0\""},
            Case{"127.0.0.1:65536",
                 "invalid address \"127.0.0.1:65536\": port must be a number from 1 to 65535, got "
                 "\"65536\""},
            Case{"127.0.0.1:http",
                 "invalid address \"127.0.0.1:http\": port must be a number from 1 to 65535, got "
                 "\"http\""},
-           Case{"::1:80", "invalid address \"::1:80\": write IPv6 addresses in brackets, e.g. "
-                          "[::1]:8080"},
+           Case{"::1:80",
+                "invalid address \"::1:80\": write IPv6 addresses in brackets, e.g. "
+                "[::1]:8080"},
            Case{"[::1]80", "invalid address \"[::1]80\": missing :port after ']'"},
-           Case{"[1.2.3.4]:80", "invalid address \"[1.2.3.4]:80\": \"1.2.3.4\" is not an IPv6 address"},
+           Case{"[1.2.3.4]:80",
+                "invalid address \"[1.2.3.4]:80\": \"1.2.3.4\" is not an IPv6 address"},
            Case{":80", "invalid address \":80\": missing host before :port"},
            Case{"256.1.1.1:80",
                 "invalid address \"256.1.1.1:80\": \"256.1.1.1\" is not an IP address (use e.g. "
@@ -800,9 +828,9 @@ TEST_CASE("validate: cluster endpoints are ip:port or dns:name:port, at least on
   v1::Config c = minimal();
   auto* endpoints = c.mutable_clusters(0)->mutable_endpoints();
   endpoints->Clear();
-  for (const char* e : {"10.0.0.1:80", "[fd00::1]:80", "dns:items.svc.cluster.local:8080",
-                        "items:8080", "dns:items", "dns:bad_name:80", "10.0.0.1:80",
-                        "[fd00:0::1]:80", "10.0.0.2"}) {
+  for (const char* e :
+       {"10.0.0.1:80", "[fd00::1]:80", "dns:items.svc.cluster.local:8080", "items:8080",
+        "dns:items", "dns:bad_name:80", "10.0.0.1:80", "[fd00:0::1]:80", "10.0.0.2"}) {
     endpoints->Add(e);
   }
   CHECK(lines(validate(c)) ==
@@ -817,8 +845,9 @@ TEST_CASE("validate: cluster endpoints are ip:port or dns:name:port, at least on
         "clusters[0].endpoints[1])\n"
         "clusters[0].endpoints[8]: invalid endpoint \"10.0.0.2\": missing :port\n");
   endpoints->Clear();
-  CHECK(lines(validate(c)) ==
-        "clusters[0].endpoints: a cluster needs at least one endpoint (ip:port or dns:name:port)\n");
+  CHECK(
+      lines(validate(c)) ==
+      "clusters[0].endpoints: a cluster needs at least one endpoint (ip:port or dns:name:port)\n");
 }
 
 TEST_CASE("validate: route match prefix, path and host") {
@@ -843,8 +872,9 @@ TEST_CASE("validate: route match prefix, path and host") {
     CAPTURE(host);
     match->Clear();
     match->set_host(host);
-    CHECK(lines(validate(c)) == std::string("route_tables[0].routes[0].match.host: invalid host \"") +
-                                    host + "\": expected a hostname or *.suffix, without a port\n");
+    CHECK(lines(validate(c)) ==
+          std::string("route_tables[0].routes[0].match.host: invalid host \"") + host +
+              "\": expected a hostname or *.suffix, without a port\n");
   }
 }
 
@@ -910,26 +940,29 @@ TEST_CASE("validate: retry policy") {
 TEST_CASE("validate: fault injection") {
   v1::Config c = minimal();
   auto* fault = first_route(c).mutable_fault();
-  CHECK(lines(validate(c)) == "route_tables[0].routes[0].fault: a fault needs a delay or an abort\n");
+  CHECK(lines(validate(c)) ==
+        "route_tables[0].routes[0].fault: a fault needs a delay or an abort\n");
 
   fault->mutable_delay()->set_percent(150);
   fault->mutable_abort()->set_percent(-1);
   fault->set_header("x fault");
-  CHECK(lines(validate(c)) ==
-        "route_tables[0].routes[0].fault.delay.duration: a delay needs a duration\n"
-        "route_tables[0].routes[0].fault.delay.percent: must be between 0 and 100, got 150\n"
-        "route_tables[0].routes[0].fault.abort: an abort needs a status (200..599) or a grpc_status "
-        "(1..16)\n"
-        "route_tables[0].routes[0].fault.abort.percent: must be between 0 and 100, got -1\n"
-        "route_tables[0].routes[0].fault.header: invalid header name \"x fault\"\n");
+  CHECK(
+      lines(validate(c)) ==
+      "route_tables[0].routes[0].fault.delay.duration: a delay needs a duration\n"
+      "route_tables[0].routes[0].fault.delay.percent: must be between 0 and 100, got 150\n"
+      "route_tables[0].routes[0].fault.abort: an abort needs a status (200..599) or a grpc_status "
+      "(1..16)\n"
+      "route_tables[0].routes[0].fault.abort.percent: must be between 0 and 100, got -1\n"
+      "route_tables[0].routes[0].fault.header: invalid header name \"x fault\"\n");
 
   fault->Clear();
   for (std::uint32_t status : {199u, 600u}) {
     fault->mutable_abort()->set_status(status);
     fault->mutable_abort()->set_percent(100);
-    CHECK(lines(validate(c)) == "route_tables[0].routes[0].fault.abort.status: must be between 200 "
-                                "and 599, got " +
-                                    std::to_string(status) + "\n");
+    CHECK(lines(validate(c)) ==
+          "route_tables[0].routes[0].fault.abort.status: must be between 200 "
+          "and 599, got " +
+              std::to_string(status) + "\n");
   }
   fault->mutable_abort()->set_status(0);
   fault->mutable_abort()->set_grpc_status(17);
@@ -1060,10 +1093,10 @@ clusters:
     endpoints: [ 127.0.0.1:9000 ]
     health_check: { interval: 5s }
 )") == "remora.yaml:8:26: route_tables[0].routes[0].match.prefix: must start with \"/\", got "
-        "\"api\"\n"
-        "remora.yaml:10:37: route_tables[0].routes[0].split[0].weight: must be greater than 0\n"
-        "remora.yaml:14:19: clusters[0].health_check.path: a health check needs a path starting "
-        "with \"/\", got \"\"\n");
+       "\"api\"\n"
+       "remora.yaml:10:37: route_tables[0].routes[0].split[0].weight: must be greater than 0\n"
+       "remora.yaml:14:19: clusters[0].health_check.path: a health check needs a path starting "
+       "with \"/\", got \"\"\n");
 }
 
 // ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 #include <chrono>
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
+#include "remora/net/buffer_recycler.h"
 
 namespace remora::observe {
 class Gauge;
@@ -21,7 +21,7 @@ struct UpstreamConnection {
   bool still_usable();
 
   boost::asio::ip::tcp::socket socket;
-  boost::beast::flat_buffer buffer;
+  net::ReadBuffer buffer;
   std::chrono::steady_clock::time_point idle_since{};
   observe::Gauge* active_gauge;
 };
