@@ -288,3 +288,8 @@ def one_cluster_config(up, **extra):
 def proxied(procs, upstream):
     """remora in front of one upstream: everything goes to cluster "app"."""
     return procs.remora(one_cluster_config(upstream)), upstream
+
+
+def pytest_configure(config):
+    # Run in the plain build only: under ASan, RSS is mostly shadow memory.
+    config.addinivalue_line("markers", "memory_bound: asserts remora's RSS stays under a bound")

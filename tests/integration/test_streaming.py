@@ -31,6 +31,7 @@ def _blocks(total, block=MiB):
         i += 1
 
 
+@pytest.mark.memory_bound
 def test_1gib_upload_streams_with_bounded_memory(proxied):
     r, up = proxied
     h = hashlib.sha256()
@@ -96,6 +97,7 @@ def test_64mib_upload_with_curl_chunked(proxied, tmp_path):
     assert echo["body_sha256"] == h.hexdigest()
 
 
+@pytest.mark.memory_bound
 def test_download_backpressure_keeps_memory_bounded(proxied):
     """A client that stops reading must not make remora buffer the response."""
     r, up = proxied

@@ -74,7 +74,7 @@ google::protobuf::Duration seconds(std::int64_t s, std::int32_t nanos = 0) {
 // ---------------------------------------------------------------------------
 // Diagnostic text
 
-TEST_CASE("a diagnostic prints file:line:col: path: message, leaving out what is unknown") {
+TEST_CASE("a diagnostic prints file:line:col: path: message and leaves out what is unknown") {
   CHECK(Diagnostic{"remora.yaml", 14, 9, "route_tables[0].routes[0]", "unknown field \"retires\""}
             .to_string() ==
         "remora.yaml:14:9: route_tables[0].routes[0]: unknown field \"retires\"");
@@ -110,7 +110,7 @@ route_tables:
        "(did you mean \"retry\"?)\n");
 }
 
-TEST_CASE("unknown keys at the top level, with case and dash slips, or far from any field") {
+TEST_CASE("unknown keys at the top level with case and dash slips or far from any field") {
   CHECK(errors_of(R"(
 listners: []
 Workers: 2
@@ -129,7 +129,7 @@ clusters: [ { name: app, endpoints: [ 127.0.0.1:9000 ] } ]
        "protocol, route_table, tls, limits)\n");
 }
 
-TEST_CASE("a key written twice is an error, not a silent override") {
+TEST_CASE("a key written twice is an error and not a silent override") {
   CHECK(errors_of(R"(
 listeners:
   - name: main
@@ -224,7 +224,7 @@ observability: { tracing: { sample_ratio: .25 } }
   CHECK(c.observability().tracing().sample_ratio() == 0.25);
 }
 
-TEST_CASE("enums are written in lower case; anything else lists the allowed values") {
+TEST_CASE("enums are written in lower case and anything else lists the allowed values") {
   CHECK(
       errors_of(R"(
 listeners:
@@ -312,7 +312,7 @@ TEST_CASE("durations parse from a number and a unit") {
   }
 }
 
-TEST_CASE("a duration without a unit, or with a wrong one, is refused with a hint") {
+TEST_CASE("a duration without a unit or with a wrong one is refused with a hint") {
   CHECK(
       parse_duration("5").error ==
       "invalid duration \"5\": missing unit (ns, us, ms, s, m, h); write e.g. 250ms, 2s, 1m or 1h");
@@ -348,7 +348,7 @@ TEST_CASE("durations print in the largest exact unit") {
   CHECK(format_duration(seconds(-3)) == "-3s");
 }
 
-TEST_CASE("durations in YAML: bad text where it was written, zero by the validator") {
+TEST_CASE("durations in YAML: bad text where it was written and zero by the validator") {
   CHECK(errors_of(R"(
 drain_timeout: 5
 listeners:
@@ -391,7 +391,7 @@ listeners:
         "indentation)\n");
 }
 
-TEST_CASE("a stray comma is a syntax error, not an endless stream of empty documents") {
+TEST_CASE("a stray comma is a syntax error and not an endless stream of empty documents") {
   // yaml-cpp 0.7 alone would loop forever here (its issue #1040).
   CHECK(errors_of(",\n") == "remora.yaml:1:1: YAML syntax error: unexpected \",\"\n");
   CHECK(errors_of(", listeners: []\n") == "remora.yaml:1:1: YAML syntax error: unexpected \",\"\n");
@@ -399,7 +399,7 @@ TEST_CASE("a stray comma is a syntax error, not an endless stream of empty docum
         "remora.yaml:13:1: YAML syntax error: unexpected \",\"\n");
 }
 
-TEST_CASE("the top level must be a map; an empty file has no listener") {
+TEST_CASE("the top level must be a map and an empty file has no listener") {
   CHECK(errors_of("- a\n- b\n") ==
         "remora.yaml:1:1: expected a map of settings (listeners:, clusters:, ...) at the top "
         "level, got a list\n");
@@ -417,7 +417,7 @@ TEST_CASE("a second YAML document is an error") {
 // ---------------------------------------------------------------------------
 // Collecting everything
 
-TEST_CASE("all errors are collected, type and semantic, in file order") {
+TEST_CASE("all errors are collected (type and semantic) in file order") {
   LoadedConfig loaded = load_yaml(doc(R"(
 listeners:
   - name: main
@@ -452,7 +452,7 @@ clusters:
       "round_robin, least_request, random, ring_hash, maglev\n");
 }
 
-TEST_CASE("a value of the wrong shape is reported once, not again as missing") {
+TEST_CASE("a value of the wrong shape is reported once and not again as missing") {
   CHECK(errors_of(R"(
 listeners:
   - name: main
@@ -477,7 +477,7 @@ clusters: [ { name: app, endpoints: 127.0.0.1:9000 } ]
 // ---------------------------------------------------------------------------
 // Shorthands
 
-TEST_CASE("a scalar for a message sets its first string field: header matcher, admin, match") {
+TEST_CASE("a scalar for a message sets its first string field (header matcher / admin / match)") {
   LoadedConfig loaded = load_yaml(doc(R"(
 admin: 127.0.0.1:9902
 listeners: [ { name: main, address: 127.0.0.1:8080, route_table: main } ]
@@ -799,7 +799,7 @@ TEST_CASE("validate: listener and admin addresses are IP literals with a port") 
         "listeners[0].address: a listener needs an address (e.g. 0.0.0.0:8080)\n");
 }
 
-TEST_CASE("validate: listeners, and the admin endpoint, do not share an address") {
+TEST_CASE("validate: listeners and the admin endpoint do not share an address") {
   v1::Config c = minimal();
   *c.add_listeners() = c.listeners(0);
   c.mutable_listeners(1)->set_name("second");
@@ -824,7 +824,7 @@ TEST_CASE("validate: listeners, and the admin endpoint, do not share an address"
         "listeners[0].address: address 127.0.0.1:8080 conflicts with admin ([::]:8080)\n");
 }
 
-TEST_CASE("validate: cluster endpoints are ip:port or dns:name:port, at least one") {
+TEST_CASE("validate: cluster endpoints are ip:port or dns:name:port and at least one") {
   v1::Config c = minimal();
   auto* endpoints = c.mutable_clusters(0)->mutable_endpoints();
   endpoints->Clear();
@@ -850,7 +850,7 @@ TEST_CASE("validate: cluster endpoints are ip:port or dns:name:port, at least on
       "clusters[0].endpoints: a cluster needs at least one endpoint (ip:port or dns:name:port)\n");
 }
 
-TEST_CASE("validate: route match prefix, path and host") {
+TEST_CASE("validate: route match prefix and path and host") {
   v1::Config c = minimal();
   auto* match = first_route(c).mutable_match();
   match->set_prefix("api");
@@ -878,7 +878,7 @@ TEST_CASE("validate: route match prefix, path and host") {
   }
 }
 
-TEST_CASE("validate: a header matcher sets exactly one of exact, regex, present") {
+TEST_CASE("validate: a header matcher sets exactly one of exact / regex / present") {
   v1::Config c = minimal();
   auto& headers = *first_route(c).mutable_match()->mutable_headers();
   headers["x-exact"].set_exact("1");
@@ -972,7 +972,7 @@ TEST_CASE("validate: fault injection") {
   CHECK(lines(validate(c)) == "");
 }
 
-TEST_CASE("validate: rewrite_prefix, header mutations, rate limit, route names") {
+TEST_CASE("validate: rewrite_prefix and header mutations and rate limit and route names") {
   v1::Config c = minimal();
   v1::Route& route = first_route(c);
   route.set_name("r");
