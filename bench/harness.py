@@ -169,6 +169,35 @@ def status_kib(pids, key):
     return total
 
 
+def core_ticks():
+    """{cpu index: (busy, softirq, total)} in clock ticks, from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *vals = line.split()
+                v = [int(x) for x in vals[:8]]  # user nice system idle iowait irq softirq steal
+                out[int(name[3:])] = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[6], sum(v))
+    return out
+
+
+def core_usage(before, after, proxy_ticks):
+    """Per core busy %, and on the proxy core the share not charged to the
+    proxy's processes (loopback softirq, and anything else that ran there)."""
+    usage = {}
+    for cpu in after:
+        if cpu not in before:
+            continue
+        busy = after[cpu][0] - before[cpu][0]
+        total = max(1, after[cpu][2] - before[cpu][2])
+        usage[f"cpu{cpu}_busy_pct"] = round(100 * busy / total, 1)
+        if str(cpu) == PROXY_CPU:
+            usage["proxy_core_other_pct"] = round(100 * (busy - proxy_ticks) / total, 1)
+            usage["proxy_core_softirq_pct"] = round(
+                100 * (after[cpu][1] - before[cpu][1]) / total, 1)
+    return usage
+
+
 def reset_peak_rss(pids):
     """Writing 5 to clear_refs resets VmHWM (Linux >= 4.0), so each scenario
     gets its own peak. Returns False where the kernel refuses."""
@@ -385,19 +414,20 @@ class Bench:
             self.load(scenario, port, self.args.warmup, warm=True)
         if pids and not reset_peak_rss(pids):
             self.hwm_reset_ok = False
-        ticks0 = cpu_ticks(pids)
+        ticks0, cores0 = cpu_ticks(pids), core_ticks()
         if kind == "open":
             out = self.open_loop(port, rate, scenario["connections"])
         else:
             out = self.load(scenario, port, self.args.duration)
-        ticks1 = cpu_ticks(pids)
+        ticks1, cores1 = cpu_ticks(pids), core_ticks()
+        out.update(core_usage(cores0, cores1, ticks1 - ticks0))
         if pids:
             alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
             out["proxy_cpu_s"] = (ticks1 - ticks0) / CLK_TCK
             done = out.get("requests") or 0
             out["cpu_us_per_req"] = (out["proxy_cpu_s"] * 1e6 / done) if done else None
             out["peak_rss_kib"] = status_kib(alive, "VmHWM")
-            out["proxy_processes"] = len(alive)
+            out["peak_rss_kib_per_process"] = {str(p): status_kib([p], "VmHWM") for p in alive}
             if proc is not None and not proc.alive():
                 out["error"] = f"{target} exited during the run: {proc.tail()}"
         return out
@@ -680,8 +710,10 @@ def main():
     }
     meta["wall_seconds"] = round(time.monotonic() - started, 1)
     os.makedirs(args.out_dir, exist_ok=True)
-    stem = os.path.join(args.out_dir, f"{now.strftime('%Y-%m-%d')}-{rev}{'-dirty' if dirty else ''}"
-                        f"{'-quick' if args.quick else ''}")
+    # <date>-<rev>: the full run's files (the last one is committed);
+    # quick runs get a -quick suffix (ignored by git, see results/.gitignore).
+    stem = os.path.join(args.out_dir,
+                        f"{now.strftime('%Y-%m-%d')}-{rev}{'-quick' if args.quick else ''}")
     doc = report.build(meta, bench.scenarios, bench.targets, bench.results, micro)
     md = report.markdown(doc)
     with open(stem + ".json", "w") as f:

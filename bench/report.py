@@ -144,6 +144,8 @@ def markdown(doc):
                else "") + ")"
             for r in meta["rounds_detail"]),
         "",
+        interference(doc),
+        "",
         "CPU µs/req = the proxy's utime+stime (/proc/PID/stat, all its processes) over the "
         "measured window ÷ requests completed. Peak RSS = VmHWM summed over the proxy's "
         "processes, " + ("reset before each scenario." if meta["peak_rss_reset_per_scenario"]
@@ -226,6 +228,26 @@ def markdown(doc):
     return "\n".join(lines)
 
 
+def interference(doc):
+    """How much of the proxy core went to something other than the proxy
+    (loopback softirq, other processes on the machine), and how busy the load
+    core was: a run on a busy machine shows here."""
+    other, softirq, load = [], [], []
+    for per_target in doc["raw"].values():
+        for t, rows in per_target.items():
+            for r in rows:
+                if t != "direct" and r.get("proxy_core_other_pct") is not None:
+                    other.append(r["proxy_core_other_pct"])
+                    softirq.append(r.get("proxy_core_softirq_pct") or 0)
+                if r.get("cpu1_busy_pct") is not None:
+                    load.append(r["cpu1_busy_pct"])
+    if not other:
+        return ""
+    return (f"Proxy core, CPU not charged to the proxy during measurements: median "
+            f"{med(other):.1f} %, max {max(other):.1f} % (of which softirq median "
+            f"{med(softirq):.1f} %); load core busy: median {med(load):.1f} %.")
+
+
 def errors_text(c):
     e = c.get("errors") or 0
     text = str(e)
@@ -242,14 +264,17 @@ def micro_markdown(micro):
     rows = []
     for b in micro["benchmarks"]:
         if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") == "BigO":
+                rows.append([b["name"], f"≈ {b.get('real_coefficient', 0):,.2f} "
+                             f"{b.get('time_unit', 'ns')} × {b.get('big_o', '?')}", "", "",
+                             "fitted growth with the number of routes"])
             continue
         unit = b.get("time_unit", "ns")
         extra = []
-        for k, val in b.items():
-            if k in ("items_per_second", "bytes_per_second"):
-                extra.append(f"{k.split('_')[0]}/s {val:,.0f}")
-            elif k in ("routes", "clusters", "endpoints", "label"):
-                pass
+        if "items_per_second" in b:
+            extra.append(f"{b['items_per_second']:,.0f} ops/s")
+        if "bytes_per_second" in b:
+            extra.append(f"{b['bytes_per_second'] / 2**20:,.0f} MiB/s")
         rows.append([b["name"], f"{b['real_time']:,.1f} {unit}", f"{b['cpu_time']:,.1f} {unit}",
                      f"{b['iterations']:,}", ", ".join(extra) or b.get("label", "")])
     lines += [table(["benchmark", "time", "CPU", "iterations", "throughput"], rows), "",
@@ -258,6 +283,10 @@ def micro_markdown(micro):
 
 
 # -------------------------------------------------------------------- chart
+def short_title(title):
+    return title.split(" (")[0]
+
+
 def chart(doc, path):
     try:
         import matplotlib
@@ -270,12 +299,12 @@ def chart(doc, path):
     idle = [s for s in doc["scenarios"] if s["kind"] == "idle"]
     panels = []
     for s in load:
-        panels += [(s, "rps"), (s, "p99_us")]
+        panels += [(s, "rps"), (s, "p99_us"), (s, "cpu_us_per_req")]
     for s in idle:
         panels.append((s, "bytes_per_conn"))
-    ncols = 4
+    ncols = 6
     nrows = (len(panels) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (s, key) in zip(axes.flat, panels):
@@ -294,14 +323,20 @@ def chart(doc, path):
         ax.bar(xs, [v or 0 for v in vals], color=colors)
         top = max([v for v in vals if v is not None] or [1])
         for x, v in zip(xs, vals):
-            text = "n/a" if v is None else (f"{v:,.0f}" if key == "rps" else f"{v:.2f}")
+            if v is None:
+                text = "n/a" if "na" in summary[s["id"]][t] else "-"
+            elif key == "rps" or v >= 100:
+                text = f"{v:,.0f}"
+            else:
+                text = f"{v:.2f}" if v < 10 else f"{v:.1f}"
             ax.text(x, (v or 0) + top * 0.02, text, ha="center", va="bottom", fontsize=7)
         ax.set_xticks(list(xs))
-        ax.set_xticklabels(labels, fontsize=8)
+        ax.set_xticklabels(labels, fontsize=7)
         ax.set_ylim(0, top * 1.18)
         unit = {"rps": "requests/s", "p99_us": "p99 latency (ms)",
+                "cpu_us_per_req": "proxy CPU µs per request",
                 "bytes_per_conn": "KiB per idle connection"}[key]
-        ax.set_title(f"{s['title']}\n{unit}", fontsize=8)
+        ax.set_title(f"{short_title(s['title'])}\n{unit}", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", alpha=0.3)
     m = doc["meta"]

@@ -33,7 +33,8 @@ std::string option(const std::vector<std::string>& args, const char* s, const ch
 int validate(const std::string& path) {
   auto loaded = remora::config::load_file(path);
   auto errors = loaded.errors;
-  if (loaded.ok()) {
+  errors.insert(errors.end(), loaded.unsupported.begin(), loaded.unsupported.end());
+  if (errors.empty()) {
     remora::observe::Metrics scratch;
     auto compiled = remora::proxy::compile_snapshot(loaded.config, scratch);
     for (auto& e : compiled.errors) e.file = path;

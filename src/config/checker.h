@@ -37,6 +37,9 @@ std::vector<Diagnostic> validate_config(const v1::Config& config, const SourceMa
 // The rule groups, one file each.
 void check_route_tables(const v1::Config& config, Checker& check);  // validate_routes.cc
 void check_clusters(const v1::Config& config, Checker& check);      // validate_clusters.cc
+void check_unsupported(const v1::Config& config, Checker& check);   // validate_unsupported.cc
+std::vector<Diagnostic> unsupported_features(const v1::Config& config, const SourceMap* positions,
+                                             const std::string& file);
 
 // Helpers shared by the rule files (validate.cc).
 bool is_header_name(std::string_view name);

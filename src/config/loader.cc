@@ -69,14 +69,16 @@ LoadedConfig load_document(std::string_view yaml, const std::string& file) {
     std::vector<Diagnostic> semantic = without_echoes(
         detail::validate_config(*config, &typed.positions, file), result.errors, typed);
     result.errors.insert(result.errors.end(), semantic.begin(), semantic.end());
+    result.unsupported = detail::unsupported_features(*config, &typed.positions, file);
   }
 
   // File order; findings without a position (an empty file) go last.
   auto key = [](const Diagnostic& d) {
     return std::pair(d.line > 0 ? d.line : std::numeric_limits<int>::max(), d.column);
   };
-  std::stable_sort(result.errors.begin(), result.errors.end(),
-                   [&](const Diagnostic& a, const Diagnostic& b) { return key(a) < key(b); });
+  auto by_position = [&](const Diagnostic& a, const Diagnostic& b) { return key(a) < key(b); };
+  std::stable_sort(result.errors.begin(), result.errors.end(), by_position);
+  std::stable_sort(result.unsupported.begin(), result.unsupported.end(), by_position);
   if (result.errors.empty()) result.config = std::move(config);
   return result;
 }

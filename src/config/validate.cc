@@ -91,11 +91,6 @@ void check_listeners(const v1::Config& config, Checker& check, std::vector<Bound
       check.error(table_path, "unknown route table " + quoted(listener.route_table()) +
                                   did_you_mean(listener.route_table(), tables));
     }
-    // Accepting tls and serving plaintext would be worse than refusing.
-    if (listener.has_tls()) {
-      check.error(field_path(path, "tls"),
-                  "tls is not supported yet (a later release brings mTLS)");
-    }
   }
 }
 

@@ -1,4 +1,4 @@
-// Semantic rules for clusters: endpoints, policies, and the unsupported tls block.
+// Semantic rules for clusters: endpoints and policies.
 #include <unordered_map>
 
 #include "checker.h"
@@ -36,10 +36,6 @@ void check_cluster(const v1::Cluster& cluster, const std::string& path, Checker&
   }
   if (!v1::Cluster::LbPolicy_IsValid(cluster.lb())) {
     check.error(field_path(path, "lb"), "unknown lb value " + std::to_string(cluster.lb()));
-  }
-  // Accepting tls and dialling plaintext would be worse than refusing.
-  if (cluster.has_tls()) {
-    check.error(field_path(path, "tls"), "tls is not supported yet (a later release brings mTLS)");
   }
   if (cluster.has_outlier_detection()) {
     std::uint32_t percent = cluster.outlier_detection().max_ejection_percent();

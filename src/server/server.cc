@@ -46,8 +46,9 @@ struct Server::Impl {
   std::shared_ptr<proxy::Snapshot> load(const char* what) {
     auto loaded = config::load_file(config_path);
     std::vector<config::Diagnostic> errors = loaded.errors;
+    errors.insert(errors.end(), loaded.unsupported.begin(), loaded.unsupported.end());
     std::shared_ptr<proxy::Snapshot> compiled;
-    if (loaded.ok()) {
+    if (errors.empty()) {
       auto result = proxy::compile_snapshot(loaded.config, metrics);
       errors = result.errors;
       for (auto& e : errors) e.file = config_path;

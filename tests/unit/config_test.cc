@@ -628,22 +628,29 @@ control_plane: { address: 127.0.0.1:18000 }
   CHECK(validate(c).empty());
 }
 
-TEST_CASE("tls blocks are refused until the proxy implements them") {
-  CHECK(errors_of(R"(
+TEST_CASE("keys this release does not run are listed apart from errors with their position") {
+  auto loaded = load_yaml(R"(
 listeners:
   - name: main
     address: 127.0.0.1:8080
     route_table: main
     tls: { cert_file: /etc/remora/cert.pem, key_file: /etc/remora/key.pem }
-route_tables: [ { name: main, routes: [ { cluster: app } ] } ]
+route_tables: [ { name: main, routes: [ { cluster: app, retry: { attempts: 2 } } ] } ]
 clusters:
   - name: app
     endpoints: [ 127.0.0.1:9000 ]
     tls: {}
-)") == "remora.yaml:5:10: listeners[0].tls: tls is not supported yet (a later release brings "
-       "mTLS)\n"
-       "remora.yaml:10:10: clusters[0].tls: tls is not supported yet (a later release brings "
-       "mTLS)\n");
+)",
+                          "remora.yaml");
+  CHECK(loaded.ok());
+  CHECK(lines(loaded.unsupported) ==
+        "remora.yaml:6:10: listeners[0].tls: tls (mTLS) is not supported yet by this release of "
+        "remora (it would be ignored, so it is refused)\n"
+        "remora.yaml:7:64: route_tables[0].routes[0].retry: retry is not supported yet by this "
+        "release of remora (it would be ignored, so it is refused)\n"
+        "remora.yaml:11:10: clusters[0].tls: tls (mTLS) is not supported yet by this release of "
+        "remora (it would be ignored, so it is refused)\n");
+  CHECK(unsupported(*loaded.config).size() == 3);
 }
 
 // ---------------------------------------------------------------------------
@@ -1011,19 +1018,15 @@ TEST_CASE("validate: cluster policies") {
   CHECK(lines(validate(c)) ==
         "clusters[0].protocol: unknown protocol value 5\n"
         "clusters[0].lb: unknown lb value 9\n"
-        "clusters[0].tls: tls is not supported yet (a later release brings mTLS)\n"
         "clusters[0].outlier_detection.max_ejection_percent: must be between 0 and 100, got 101\n"
         "clusters[0].health_check.path: a health check needs a path starting with \"/\", got "
         "\"healthz\"\n");
 }
 
-TEST_CASE("validate: listener protocol and tls") {
+TEST_CASE("validate: listener protocol") {
   v1::Config c = minimal();
   c.mutable_listeners(0)->set_protocol(static_cast<v1::Listener::Protocol>(3));
-  c.mutable_listeners(0)->mutable_tls();
-  CHECK(lines(validate(c)) ==
-        "listeners[0].protocol: unknown protocol value 3\n"
-        "listeners[0].tls: tls is not supported yet (a later release brings mTLS)\n");
+  CHECK(lines(validate(c)) == "listeners[0].protocol: unknown protocol value 3\n");
 }
 
 TEST_CASE("validate: observability") {

@@ -14,6 +14,9 @@ namespace remora::config {
 struct LoadedConfig {
   std::shared_ptr<const v1::Config> config;  // null when errors is not empty
   std::vector<Diagnostic> errors;            // every error found, in file order
+  // Valid keys this release does not run yet (tls, retry ...): the proxy
+  // refuses them rather than ignore them.
+  std::vector<Diagnostic> unsupported;
   bool ok() const { return errors.empty(); }
 };
 
@@ -26,5 +29,8 @@ LoadedConfig load_yaml(std::string_view yaml, const std::string& file_name);
 // pushes, where there is no file): references, duplicates, addresses,
 // ranges, split weights.
 std::vector<Diagnostic> validate(const v1::Config& config);
+
+// The keys of `config` this release does not run yet (see LoadedConfig).
+std::vector<Diagnostic> unsupported(const v1::Config& config);
 
 }  // namespace remora::config

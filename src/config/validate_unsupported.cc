@@ -1,0 +1,70 @@
+// Keys the schema has but this release does not enforce yet. A proxy that
+// accepted `tls:` and served plaintext, or `retry:` and never retried, would
+// mislead its operator; refusing says so at the line where it is written.
+// Each line here goes away with the release that implements it.
+#include "checker.h"
+
+namespace remora::config::detail {
+namespace {
+
+void refuse(Checker& check, const std::string& path, std::string_view what) {
+  check.error(path, std::string(what) + " is not supported yet by this release of remora" +
+                        " (it would be ignored, so it is refused)");
+}
+
+}  // namespace
+
+void check_unsupported(const v1::Config& config, Checker& check) {
+  for (int i = 0; i < config.listeners_size(); ++i) {
+    const auto& listener = config.listeners(i);
+    auto path = index_path("listeners", static_cast<std::size_t>(i));
+    if (listener.has_tls()) refuse(check, field_path(path, "tls"), "tls (mTLS)");
+    if (listener.protocol() == v1::Listener::HTTP2)
+      refuse(check, field_path(path, "protocol"), "protocol http2 (use auto or http1)");
+  }
+  for (int i = 0; i < config.clusters_size(); ++i) {
+    const auto& cluster = config.clusters(i);
+    auto path = index_path("clusters", static_cast<std::size_t>(i));
+    if (cluster.has_tls()) refuse(check, field_path(path, "tls"), "tls (mTLS)");
+    if (cluster.protocol() == v1::Cluster::HTTP2)
+      refuse(check, field_path(path, "protocol"), "protocol http2");
+    if (cluster.lb() == v1::Cluster::RING_HASH || cluster.lb() == v1::Cluster::MAGLEV)
+      refuse(check, field_path(path, "lb"), "ring_hash and maglev balancing");
+    if (cluster.has_circuit_breaker())
+      refuse(check, field_path(path, "circuit_breaker"), "circuit_breaker");
+    if (cluster.has_outlier_detection())
+      refuse(check, field_path(path, "outlier_detection"), "outlier_detection");
+    if (cluster.has_health_check()) refuse(check, field_path(path, "health_check"), "health_check");
+  }
+  for (int t = 0; t < config.route_tables_size(); ++t) {
+    const auto& table = config.route_tables(t);
+    auto table_path = field_path(index_path("route_tables", static_cast<std::size_t>(t)), "routes");
+    for (int r = 0; r < table.routes_size(); ++r) {
+      const auto& route = table.routes(r);
+      auto path = index_path(table_path, static_cast<std::size_t>(r));
+      if (route.has_retry()) refuse(check, field_path(path, "retry"), "retry");
+      if (route.has_fault()) refuse(check, field_path(path, "fault"), "fault");
+      if (route.has_rate_limit()) refuse(check, field_path(path, "rate_limit"), "rate_limit");
+    }
+  }
+  if (config.observability().has_tracing())
+    refuse(check, "observability.tracing", "tracing");
+  if (config.has_control_plane()) refuse(check, "control_plane", "control_plane");
+}
+
+std::vector<Diagnostic> unsupported_features(const v1::Config& config, const SourceMap* positions,
+                                             const std::string& file) {
+  Checker check(positions, file);
+  check_unsupported(config, check);
+  return check.take();
+}
+
+}  // namespace remora::config::detail
+
+namespace remora::config {
+
+std::vector<Diagnostic> unsupported(const v1::Config& config) {
+  return detail::unsupported_features(config, nullptr, "");
+}
+
+}  // namespace remora::config
