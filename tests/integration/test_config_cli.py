@@ -138,3 +138,18 @@ def test_health_follows_ready(procs, upstream):
     # A URL that answers, but not 200, is not healthy either.
     not_found = remora_cli("health", "--url", r.admin + "/no-such-admin-page")
     assert not_found.returncode != 0, not_found
+
+
+def test_keys_this_release_does_not_run_are_refused_not_ignored(tmp_path):
+    # A valid `retry:` that would silently never retry is refused, with its place.
+    text = TYPO_CONFIG.replace("retires:", "retry:").format(admin=free_port(), port=free_port())
+    path = tmp_path / "retry.yaml"
+    path.write_text(text)
+    res = remora_cli("validate", "-c", str(path))
+    assert res.returncode == 1, res
+    line, col = _position(text, "attempts")  # where the retry block's value starts
+    assert ("%s:%d:%d: route_tables[0].routes[0].retry: retry is not supported yet by this "
+            "release of remora (it would be ignored, so it is refused)" % (path, line, col)
+            ) in res.stderr.splitlines(), res
+    run = remora_cli("run", "-c", str(path))
+    assert run.returncode == 1, run
