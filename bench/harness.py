@@ -181,9 +181,10 @@ def core_ticks():
     return out
 
 
-def core_usage(before, after, proxy_ticks):
-    """Per core busy %, and on the proxy core the share not charged to the
-    proxy's processes (loopback softirq, and anything else that ran there)."""
+def core_usage(before, after, proxy_ticks, load_ticks):
+    """Per core busy %, and on each core the share used by nothing this run
+    started (other processes on the machine: a busy machine shows here).
+    Softirq run in a process's context is charged to that process."""
     usage = {}
     for cpu in after:
         if cpu not in before:
@@ -195,7 +196,15 @@ def core_usage(before, after, proxy_ticks):
             usage["proxy_core_other_pct"] = round(100 * (busy - proxy_ticks) / total, 1)
             usage["proxy_core_softirq_pct"] = round(
                 100 * (after[cpu][1] - before[cpu][1]) / total, 1)
+        if str(cpu) == LOAD_CPU:
+            usage["load_core_other_pct"] = round(100 * (busy - load_ticks) / total, 1)
     return usage
+
+
+def children_ticks():
+    """CPU of the finished children (the load generators), in clock ticks."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r.ru_utime + r.ru_stime) * CLK_TCK
 
 
 def reset_peak_rss(pids):
@@ -414,13 +423,16 @@ class Bench:
             self.load(scenario, port, self.args.warmup, warm=True)
         if pids and not reset_peak_rss(pids):
             self.hwm_reset_ok = False
+        origin_pids = self.origin.pids()
         ticks0, cores0 = cpu_ticks(pids), core_ticks()
+        load0 = cpu_ticks(origin_pids) + children_ticks()
         if kind == "open":
             out = self.open_loop(port, rate, scenario["connections"])
         else:
             out = self.load(scenario, port, self.args.duration)
         ticks1, cores1 = cpu_ticks(pids), core_ticks()
-        out.update(core_usage(cores0, cores1, ticks1 - ticks0))
+        load1 = cpu_ticks(origin_pids) + children_ticks()
+        out.update(core_usage(cores0, cores1, ticks1 - ticks0, load1 - load0))
         if pids:
             alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
             out["proxy_cpu_s"] = (ticks1 - ticks0) / CLK_TCK

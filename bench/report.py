@@ -228,24 +228,35 @@ def markdown(doc):
     return "\n".join(lines)
 
 
+INTERFERENCE_PCT = 5.0
+
+
 def interference(doc):
-    """How much of the proxy core went to something other than the proxy
-    (loopback softirq, other processes on the machine), and how busy the load
-    core was: a run on a busy machine shows here."""
-    other, softirq, load = [], [], []
-    for per_target in doc["raw"].values():
+    """How much CPU went to processes this run did not start, on the proxy
+    core and on the load core: a run on a busy machine shows here, and the
+    figures it spoiled are listed."""
+    proxy, load, spoiled = [], [], []
+    for sid, per_target in doc["raw"].items():
         for t, rows in per_target.items():
             for r in rows:
-                if t != "direct" and r.get("proxy_core_other_pct") is not None:
-                    other.append(r["proxy_core_other_pct"])
-                    softirq.append(r.get("proxy_core_softirq_pct") or 0)
-                if r.get("cpu1_busy_pct") is not None:
-                    load.append(r["cpu1_busy_pct"])
-    if not other:
+                p = r.get("proxy_core_other_pct") if t != "direct" else None
+                q = r.get("load_core_other_pct")
+                if p is not None:
+                    proxy.append(p)
+                if q is not None:
+                    load.append(q)
+                worst = max(p or 0, q or 0)
+                if worst > INTERFERENCE_PCT:
+                    spoiled.append(f"{sid}/{t} (round {r.get('round')}: {worst:.0f} %)")
+    if not load:
         return ""
-    return (f"Proxy core, CPU not charged to the proxy during measurements: median "
-            f"{med(other):.1f} %, max {max(other):.1f} % (of which softirq median "
-            f"{med(softirq):.1f} %); load core busy: median {med(load):.1f} %.")
+    text = ("CPU taken by other processes during the measurements: proxy core median "
+            f"{med(proxy) or 0:.1f} % (max {max(proxy or [0]):.1f} %), load core median "
+            f"{med(load):.1f} % (max {max(load):.1f} %).")
+    if spoiled:
+        text += (f" **Above {INTERFERENCE_PCT:g} % (figures less trustworthy): "
+                 + ", ".join(spoiled) + ".**")
+    return text
 
 
 def errors_text(c):

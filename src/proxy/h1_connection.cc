@@ -67,18 +67,21 @@ enum class Deadline { kNone, kIdle, kHeader, kConnect, kRoute, kStreamIdle, kLin
 
 enum class Relay { kDone, kBadFraming, kSourceFailed, kSinkFailed, kTimedOut };
 
+// ClientStream: tcp::socket today; an ssl::stream over it when TLS lands.
+// Socket-level calls go through lowest_layer(), which both provide.
+template <class ClientStream>
 class H1Connection final : public DownstreamConnection,
-                           public std::enable_shared_from_this<H1Connection> {
+                           public std::enable_shared_from_this<H1Connection<ClientStream>> {
  public:
-  H1Connection(tcp::socket socket, WorkerContext& worker, std::string listener)
+  H1Connection(ClientStream socket, WorkerContext& worker, std::string listener)
       : client_(std::move(socket)),
         worker_(worker),
         listener_name_(std::move(listener)),
         in_(64 * 1024 + 2 * kReadChunk),
         timer_(client_.get_executor()) {
     error_code ec;
-    client_.set_option(tcp::no_delay(true), ec);
-    auto peer = client_.remote_endpoint(ec);
+    client_.lowest_layer().set_option(tcp::no_delay(true), ec);
+    auto peer = client_.lowest_layer().remote_endpoint(ec);
     client_ip_ = ec ? "unknown" : peer.address().to_string();
   }
 
@@ -88,7 +91,7 @@ class H1Connection final : public DownstreamConnection,
     close_after_ = true;
     if (idle_) {
       error_code ec;
-      client_.cancel(ec);
+      client_.lowest_layer().cancel(ec);
     }
   }
 
@@ -102,9 +105,9 @@ class H1Connection final : public DownstreamConnection,
                         const router::Route& route, http::h1::RequestHeadParser& request,
                         size_t head_size);
   awaitable<bool> connect(upstream::UpstreamEndpoint& endpoint, const upstream::ClusterSpec& spec);
-  template <class Parser>
-  awaitable<Relay> relay(Parser& parser, tcp::socket& from, net::ReadBuffer& buffer,
-                         tcp::socket& to, std::string_view head, uint64_t& moved);
+  template <class Parser, class From, class To>
+  awaitable<Relay> relay(Parser& parser, From& from, net::ReadBuffer& buffer, To& to,
+                         std::string_view head, uint64_t& moved);
   awaitable<void> tunnel();
   awaitable<void> reply_local(LocalReason reason, bool close);
   awaitable<void> reject(const ListenerSpec& listener, LocalReason reason);
@@ -117,7 +120,7 @@ class H1Connection final : public DownstreamConnection,
   void on_timer();
   bool fired(Deadline kind) const { return fired_ == kind; }
 
-  tcp::socket client_;
+  ClientStream client_;
   WorkerContext& worker_;
   std::string listener_name_;
   std::string client_ip_;
@@ -171,7 +174,8 @@ class H1Connection final : public DownstreamConnection,
 
 // ---------------------------------------------------------------- deadlines
 
-void H1Connection::arm(Deadline kind, Clock::duration after) {
+template <class ClientStream>
+void H1Connection<ClientStream>::arm(Deadline kind, Clock::duration after) {
   deadline_ = kind;
   deadline_at_ = Clock::now() + after;
   last_progress_ = Clock::now();
@@ -184,16 +188,18 @@ void H1Connection::arm(Deadline kind, Clock::duration after) {
   }
 }
 
-void H1Connection::wait_timer() {
+template <class ClientStream>
+void H1Connection<ClientStream>::wait_timer() {
   timer_waiting_ = true;
-  timer_.async_wait([self = shared_from_this()](error_code ec) {
+  timer_.async_wait([self = this->shared_from_this()](error_code ec) {
     if (ec == asio::error::operation_aborted) return;  // moved or cancelled; a newer wait exists
     self->timer_waiting_ = false;
     self->on_timer();
   });
 }
 
-void H1Connection::on_timer() {
+template <class ClientStream>
+void H1Connection<ClientStream>::on_timer() {
   if (deadline_ == Deadline::kNone) return;
   auto now = Clock::now();
   if (deadline_ == Deadline::kStreamIdle) deadline_at_ = last_progress_ + stream_idle_;
@@ -205,13 +211,14 @@ void H1Connection::on_timer() {
   fired_ = deadline_;
   deadline_ = Deadline::kNone;
   error_code ec;
-  client_.cancel(ec);
+  client_.lowest_layer().cancel(ec);
   if (upstream_) upstream_->socket.cancel(ec);
 }
 
 // ---------------------------------------------------------------- lifecycle
 
-awaitable<void> H1Connection::run() {
+template <class ClientStream>
+awaitable<void> H1Connection<ClientStream>::run() {
   worker_.connections.push_back(*this);
   auto view = worker_.view;
   const ListenerSpec* listener = view->listener(listener_name_);
@@ -219,9 +226,9 @@ awaitable<void> H1Connection::run() {
   if (stats) stats->active_connections.add(1);
   auto total = process_connections.fetch_add(1) + 1;
 
-  if (listener && (static_cast<size_t>(total) > view->snapshot->max_connections ||
-                   static_cast<size_t>(stats->active_connections.value()) >
-                       listener->limits.max_connections)) {
+  if (listener &&
+      (static_cast<size_t>(total) > view->snapshot->max_connections ||
+       static_cast<size_t>(stats->active_connections.value()) > listener->limits.max_connections)) {
     co_await reject(*listener, LocalReason::kOverloaded);
   } else {
     while (listener && !close_after_ && !worker_.draining) {
@@ -232,8 +239,8 @@ awaitable<void> H1Connection::run() {
   }
 
   error_code ec;
-  client_.shutdown(tcp::socket::shutdown_both, ec);
-  client_.close(ec);
+  client_.lowest_layer().shutdown(tcp::socket::shutdown_both, ec);
+  client_.lowest_layer().close(ec);
   upstream_.reset();
   disarm();
   timer_.cancel();
@@ -243,9 +250,10 @@ awaitable<void> H1Connection::run() {
 
 // Reads what the client still sends for a moment before closing, so that the
 // reply just written is not destroyed by a TCP reset.
-awaitable<void> H1Connection::linger_close() {
+template <class ClientStream>
+awaitable<void> H1Connection<ClientStream>::linger_close() {
   error_code ec;
-  client_.shutdown(tcp::socket::shutdown_send, ec);
+  client_.lowest_layer().shutdown(tcp::socket::shutdown_send, ec);
   arm(Deadline::kLinger, std::chrono::seconds(1));
   std::array<char, 4096> sink;
   for (size_t total = 0; total < 256 * 1024 && !ec;) {
@@ -254,7 +262,8 @@ awaitable<void> H1Connection::linger_close() {
   disarm();
 }
 
-awaitable<void> H1Connection::reply_local(LocalReason reason, bool close) {
+template <class ClientStream>
+awaitable<void> H1Connection<ClientStream>::reply_local(LocalReason reason, bool close) {
   auto reply = http::local_reply(reason);
   out_.clear();
   http::h1::write_local_reply(out_, reply.status, reply.status_text, reply.reason, close);
@@ -268,7 +277,9 @@ awaitable<void> H1Connection::reply_local(LocalReason reason, bool close) {
 }
 
 // A request refused before routing: counted by reason, answered, closed.
-awaitable<void> H1Connection::reject(const ListenerSpec& listener, LocalReason reason) {
+template <class ClientStream>
+awaitable<void> H1Connection<ClientStream>::reject(const ListenerSpec& listener,
+                                                   LocalReason reason) {
   auto reply = http::local_reply(reason);
   listener.stats->rejected_for(reply.reason).add();
   co_await reply_local(reason, true);
@@ -276,8 +287,10 @@ awaitable<void> H1Connection::reject(const ListenerSpec& listener, LocalReason r
 
 // ---------------------------------------------------------------- one request
 
-awaitable<bool> H1Connection::read_request_head(http::h1::RequestHeadParser& parser,
-                                                const ListenerSpec& listener, size_t& head_size) {
+template <class ClientStream>
+awaitable<bool> H1Connection<ClientStream>::read_request_head(http::h1::RequestHeadParser& parser,
+                                                              const ListenerSpec& listener,
+                                                              size_t& head_size) {
   const auto& limits = listener.limits;
   idle_ = in_.size() == 0;
   arm(idle_ ? Deadline::kIdle : Deadline::kHeader,
@@ -314,7 +327,7 @@ awaitable<bool> H1Connection::read_request_head(http::h1::RequestHeadParser& par
     if (in_.size() == 0) {
       // Wait for the next request without holding a read buffer.
       in_.shrink_to_fit();
-      co_await client_.async_wait(tcp::socket::wait_read, nothrow(ec));
+      co_await client_.lowest_layer().async_wait(tcp::socket::wait_read, nothrow(ec));
       if (ec || fired_ != Deadline::kNone) {
         if (fired(Deadline::kHeader)) co_await reject(listener, LocalReason::kRequestTimeout);
         co_return false;
@@ -337,7 +350,9 @@ awaitable<bool> H1Connection::read_request_head(http::h1::RequestHeadParser& par
   co_return true;
 }
 
-awaitable<bool> H1Connection::serve_one(const WorkerView& view, const ListenerSpec& listener) {
+template <class ClientStream>
+awaitable<bool> H1Connection<ClientStream>::serve_one(const WorkerView& view,
+                                                      const ListenerSpec& listener) {
   auto& parser = request_parser_.emplace(request_fields_);
   parser.header_limit(static_cast<std::uint32_t>(listener.limits.max_header_bytes));
   parser.body_limit(std::numeric_limits<std::uint64_t>::max());
@@ -403,7 +418,8 @@ awaitable<bool> H1Connection::serve_one(const WorkerView& view, const ListenerSp
   co_return co_await proxy(view, listener, *route, parser, head_size);
 }
 
-void H1Connection::finish_request(unsigned status, std::string_view reason) {
+template <class ClientStream>
+void H1Connection<ClientStream>::finish_request(unsigned status, std::string_view reason) {
   auto elapsed = std::chrono::duration<double>(Clock::now() - current_.start).count();
   if (current_.series) current_.series->count_status(status);
   if (current_.route && current_.route->duration) current_.route->duration->observe(elapsed);
@@ -439,9 +455,10 @@ void make_request_id(WorkerContext& worker, char (&out)[36]) {
   out[14] = '4';
 }
 
-awaitable<bool> H1Connection::connect(upstream::UpstreamEndpoint& endpoint,
-                                      const upstream::ClusterSpec& spec) {
-  upstream_ = std::make_unique<upstream::UpstreamConnection>(tcp::socket(client_.get_executor()),
+template <class ClientStream>
+awaitable<bool> H1Connection<ClientStream>::connect(upstream::UpstreamEndpoint& endpoint,
+                                                    const upstream::ClusterSpec& spec) {
+  upstream_ = std::make_unique<upstream::UpstreamConnection>(tcp::socket(timer_.get_executor()),
                                                              &spec.stats->active_connections);
   arm(Deadline::kConnect, spec.connect_timeout);
   error_code ec;
@@ -458,9 +475,12 @@ awaitable<bool> H1Connection::connect(upstream::UpstreamEndpoint& endpoint,
   co_return true;
 }
 
-awaitable<bool> H1Connection::proxy(const WorkerView& view, const ListenerSpec& listener,
-                                    const router::Route& route,
-                                    http::h1::RequestHeadParser& request, size_t head_size) {
+template <class ClientStream>
+awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
+                                                  const ListenerSpec& listener,
+                                                  const router::Route& route,
+                                                  http::h1::RequestHeadParser& request,
+                                                  size_t head_size) {
   current_.route = &route;
   const auto& target =
       route.pick_target(route.targets.size() > 1 ? worker_.random() % route.total_weight : 0);
@@ -518,18 +538,17 @@ awaitable<bool> H1Connection::proxy(const WorkerView& view, const ListenerSpec& 
     if (current_.log) current_.request_id.assign(new_request_id);
   }
   out_.clear();
-  http::h1::write_request_head(
-      out_, {.method = request.method,
-             .target_prefix = target_prefix,
-             .target_rest = target_rest,
-             .headers = &request.headers,
-             .mutation = &route.request_headers,
-             .client_address = client_ip_,
-             .forwarded_proto = "http",
-             .new_request_id = new_request_id,
-             .upgrade = current_.upgrade,
-             .chunked = request.chunked(),
-             .drop_expect = expect_continue});
+  http::h1::write_request_head(out_, {.method = request.method,
+                                      .target_prefix = target_prefix,
+                                      .target_rest = target_rest,
+                                      .headers = &request.headers,
+                                      .mutation = &route.request_headers,
+                                      .client_address = client_ip_,
+                                      .forwarded_proto = "http",
+                                      .new_request_id = new_request_id,
+                                      .upgrade = current_.upgrade,
+                                      .chunked = request.chunked(),
+                                      .drop_expect = expect_continue});
   current_.head_method = request.method == "HEAD";
   in_.consume(head_size);  // the request's views die here; out_ holds what is needed
 
@@ -647,17 +666,17 @@ awaitable<bool> H1Connection::proxy(const WorkerView& view, const ListenerSpec& 
     const unsigned status = response.status;
     const bool switching = status == 101 && !current_.upgrade.empty();
     const bool until_eof = response.need_eof() && !switching;
-    const bool close = !keep_alive || until_eof || close_after_ || worker_.draining ||
-                       request.version < 11;
+    const bool close =
+        !keep_alive || until_eof || close_after_ || worker_.draining || request.version < 11;
     out_.clear();
-    http::h1::write_response_head(out_, {.status = status,
-                                         .reason = response.reason,
-                                         .headers = &response.headers,
-                                         .mutation = &route.response_headers,
-                                         .upgrade = switching ? std::string_view(current_.upgrade)
-                                                              : std::string_view(),
-                                         .chunked = response.chunked(),
-                                         .close = close});
+    http::h1::write_response_head(
+        out_, {.status = status,
+               .reason = response.reason,
+               .headers = &response.headers,
+               .mutation = &route.response_headers,
+               .upgrade = switching ? std::string_view(current_.upgrade) : std::string_view(),
+               .chunked = response.chunked(),
+               .close = close});
     buffer.consume(response_head);
     current_.response_started = true;
     if (switching) {
@@ -675,7 +694,8 @@ awaitable<bool> H1Connection::proxy(const WorkerView& view, const ListenerSpec& 
     disarm();
     if (received != Relay::kDone) {
       upstream_.reset();  // response cut short: the client sees the connection close
-      finish_request(status, received == Relay::kSinkFailed ? "downstream_reset" : "upstream_reset");
+      finish_request(status,
+                     received == Relay::kSinkFailed ? "downstream_reset" : "upstream_reset");
       co_return false;
     }
     current_.bytes_out += out_.size();
@@ -691,10 +711,11 @@ awaitable<bool> H1Connection::proxy(const WorkerView& view, const ListenerSpec& 
 // Moves the body the parser stands in from `from` to `to`, with the framing
 // as received, after the parser checked it. `head` goes out in the first
 // write. Reads only after the previous write completed: backpressure.
-template <class Parser>
-awaitable<Relay> H1Connection::relay(Parser& parser, tcp::socket& from,
-                                     net::ReadBuffer& buffer, tcp::socket& to,
-                                     std::string_view head, uint64_t& moved) {
+template <class ClientStream>
+template <class Parser, class From, class To>
+awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
+                                                   net::ReadBuffer& buffer, To& to,
+                                                   std::string_view head, uint64_t& moved) {
   error_code ec;
   for (;;) {
     size_t used = 0;
@@ -710,7 +731,7 @@ awaitable<Relay> H1Connection::relay(Parser& parser, tcp::socket& from,
     }
     if (used != 0 || !head.empty()) {
       std::array<asio::const_buffer, 2> parts{asio::buffer(head),
-                                               asio::const_buffer(buffer.data().data(), used)};
+                                              asio::const_buffer(buffer.data().data(), used)};
       co_await asio::async_write(to, parts, nothrow(ec));
       if (fired_ != Deadline::kNone) co_return Relay::kTimedOut;
       if (ec) co_return Relay::kSinkFailed;
@@ -736,9 +757,10 @@ awaitable<Relay> H1Connection::relay(Parser& parser, tcp::socket& from,
 }
 
 // After a 101: bytes both ways, untouched, until either side closes.
-awaitable<void> H1Connection::tunnel() {
+template <class ClientStream>
+awaitable<void> H1Connection<ClientStream>::tunnel() {
   using namespace asio::experimental::awaitable_operators;
-  auto pump = [](tcp::socket& from, tcp::socket& to, net::ReadBuffer& pending) -> awaitable<void> {
+  auto pump = [](auto& from, auto& to, net::ReadBuffer& pending) -> awaitable<void> {
     error_code ec;
     if (pending.size() != 0) {
       co_await asio::async_write(to, pending.data(), nothrow(ec));
@@ -752,9 +774,10 @@ awaitable<void> H1Connection::tunnel() {
       co_await asio::async_write(to, asio::buffer(chunk.data(), n), nothrow(ec));
       if (ec) break;
     }
-    to.shutdown(tcp::socket::shutdown_send, ec);
+    to.lowest_layer().shutdown(tcp::socket::shutdown_send, ec);
   };
-  co_await (pump(client_, upstream_->socket, in_) && pump(upstream_->socket, client_, upstream_->buffer));
+  co_await (pump(client_, upstream_->socket, in_) &&
+            pump(upstream_->socket, client_, upstream_->buffer));
 }
 
 }  // namespace
@@ -763,11 +786,10 @@ int64_t open_downstream_connections() { return process_connections.load(); }
 
 void serve_h1(tcp::socket socket, WorkerContext& worker, std::string listener_name) {
   auto executor = socket.get_executor();
-  auto connection =
-      std::make_shared<H1Connection>(std::move(socket), worker, std::move(listener_name));
+  auto connection = std::make_shared<H1Connection<tcp::socket>>(std::move(socket), worker,
+                                                                std::move(listener_name));
   asio::co_spawn(
-      executor, [connection]() -> awaitable<void> { co_await connection->run(); },
-      asio::detached);
+      executor, [connection]() -> awaitable<void> { co_await connection->run(); }, asio::detached);
 }
 
 }  // namespace remora::proxy
