@@ -23,6 +23,7 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
+sys.dont_write_bytecode = True
 import report  # noqa: E402  (bench/report.py)
 
 TARGETS = ["direct", "remora", "haproxy", "nginx", "h2o"]
@@ -405,7 +406,7 @@ class Bench:
         return proc, None
 
     # --- one measurement
-    def measure(self, scenario, target, proc, rate=None):
+    def measure(self, scenario, target, proc, rate=None, warm=True):
         na = scenario.get("na", {}).get(target)
         if na:
             return {"na": na}
@@ -418,8 +419,9 @@ class Bench:
         kind = scenario["kind"]
         if kind == "idle":
             return self.measure_idle(port, pids)
-        # Warm-up: the same load, not counted (fills pools, caches, branch predictors).
-        if kind in ("wrk", "h2load") and self.args.warmup > 0:
+        # Warm-up: the same load, not counted (fills pools, caches, branch
+        # predictors). Quick runs warm up only a freshly started target.
+        if kind in ("wrk", "h2load") and self.args.warmup > 0 and (warm or not self.args.quick):
             self.load(scenario, port, self.args.warmup, warm=True)
         if pids and not reset_peak_rss(pids):
             self.hwm_reset_ok = False
@@ -507,10 +509,11 @@ class Bench:
         return res
 
     def open_loop(self, port, rate, connections):
+        warmup = min(self.args.warmup, 0.5) if self.args.quick else self.args.warmup
         argv = [self.open_loop_bin, "--port", str(port), "--rate", f"{rate:.0f}",
-                "--duration", str(self.args.duration), "--warmup", str(self.args.warmup),
+                "--duration", str(self.args.duration), "--warmup", str(warmup),
                 "--connections", str(connections), "--drain", "2"]
-        rc, out, err = run_tool(argv, self.args.duration + self.args.warmup + 30)
+        rc, out, err = run_tool(argv, self.args.duration + warmup + 30)
         try:
             j = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -597,13 +600,15 @@ class Bench:
                 proc, err = self.start_target(target)
             if err:
                 log(f"  {target}: did not start: {err}")
+            first = True  # the first measured scenario of this freshly started target
             for s in scenarios:
                 if err and not s.get("na", {}).get(target):
                     res = {"error": f"{target} did not start: {err}"}
                 else:
                     rate = base_rate * s["fraction"] if base_rate else None
                     try:
-                        res = self.measure(s, target, proc, rate)
+                        res = self.measure(s, target, proc, rate, warm=first)
+                        first = first and "na" in res
                     except subprocess.TimeoutExpired as e:
                         res = {"error": f"timed out: {e}"}
                 res["round"] = rnd + 1
@@ -684,7 +689,7 @@ def main():
     if args.duration is None:
         args.duration = 2 if args.quick else 6
     if args.warmup is None:
-        args.warmup = 1 if args.quick else 1
+        args.warmup = 1
     if args.scenarios:
         unknown = set(args.scenarios) - {s["id"] for s in SCENARIOS + tls_scenarios()}
         if unknown:

@@ -131,7 +131,10 @@ def markdown(doc):
         f"{' (uncommitted changes)' if meta['dirty'] else ''} — {meta['mode']}",
         "",
         f"{meta['rounds']} round(s), {meta['duration_s']:g} s of load per figure after "
-        f"{meta['warmup_s']:g} s of warm-up; each proxy pinned to CPU {meta['proxy_cpu']} "
+        + (f"{meta['warmup_s']:g} s of warm-up of each freshly started target (0.5 s before each "
+           "open-loop figure)" if meta["mode"] == "quick" else
+           f"{meta['warmup_s']:g} s of warm-up each")
+        + f"; each proxy pinned to CPU {meta['proxy_cpu']} "
         f"with one worker, load generator and origin on CPU {meta['load_cpu']} "
         f"({meta['cpus']} CPUs). Medians over rounds. Wall time {meta['wall_seconds']:g} s.",
         "",
@@ -333,7 +336,7 @@ def chart(doc, path):
         xs = range(len(labels))
         ax.bar(xs, [v or 0 for v in vals], color=colors)
         top = max([v for v in vals if v is not None] or [1])
-        for x, v in zip(xs, vals):
+        for x, v, t in zip(xs, vals, labels):
             if v is None:
                 text = "n/a" if "na" in summary[s["id"]][t] else "-"
             elif key == "rps" or v >= 100:

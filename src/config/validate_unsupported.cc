@@ -19,8 +19,6 @@ void check_unsupported(const v1::Config& config, Checker& check) {
     const auto& listener = config.listeners(i);
     auto path = index_path("listeners", static_cast<std::size_t>(i));
     if (listener.has_tls()) refuse(check, field_path(path, "tls"), "tls (mTLS)");
-    if (listener.protocol() == v1::Listener::HTTP2)
-      refuse(check, field_path(path, "protocol"), "protocol http2 (use auto or http1)");
   }
   for (int i = 0; i < config.clusters_size(); ++i) {
     const auto& cluster = config.clusters(i);

@@ -1,4 +1,5 @@
-#include "remora/proxy/h1_connection.h"
+#include "remora/proxy/downstream.h"
+#include "remora/proxy/request_id.h"
 
 #include <array>
 #include <chrono>
@@ -36,8 +37,6 @@ using http::LocalReason;
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kMaxResponseHead = 64 * 1024;
 
-std::atomic<int64_t> process_connections{0};
-
 auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
 std::string_view text(const net::ReadBuffer& b) {
@@ -62,6 +61,8 @@ size_t find_head_end(std::string_view data, size_t& scanned) {
   return at == std::string_view::npos ? at : at + 4;
 }
 
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 // Which clock a connection is currently racing against.
 enum class Deadline { kNone, kIdle, kHeader, kConnect, kRoute, kStreamIdle, kLinger };
 
@@ -73,11 +74,13 @@ template <class ClientStream>
 class H1Connection final : public DownstreamConnection,
                            public std::enable_shared_from_this<H1Connection<ClientStream>> {
  public:
-  H1Connection(ClientStream socket, WorkerContext& worker, std::string listener)
-      : client_(std::move(socket)),
+  H1Connection(ClientStream socket, WorkerContext& worker, std::string listener,
+               net::ReadBuffer initial, bool detect_h2)
+      : detect_h2_(detect_h2),
+        client_(std::move(socket)),
         worker_(worker),
         listener_name_(std::move(listener)),
-        in_(64 * 1024 + 2 * kReadChunk),
+        in_(std::move(initial)),
         timer_(client_.get_executor()) {
     error_code ec;
     client_.lowest_layer().set_option(tcp::no_delay(true), ec);
@@ -120,6 +123,7 @@ class H1Connection final : public DownstreamConnection,
   void on_timer();
   bool fired(Deadline kind) const { return fired_ == kind; }
 
+  bool detect_h2_;  // until the first bytes tell HTTP/1.1 from the HTTP/2 preface
   ClientStream client_;
   WorkerContext& worker_;
   std::string listener_name_;
@@ -224,7 +228,7 @@ awaitable<void> H1Connection<ClientStream>::run() {
   const ListenerSpec* listener = view->listener(listener_name_);
   observe::ListenerSeries* stats = listener ? listener->stats : nullptr;
   if (stats) stats->active_connections.add(1);
-  auto total = process_connections.fetch_add(1) + 1;
+  auto total = open_downstream_connections().fetch_add(1) + 1;
 
   if (listener &&
       (static_cast<size_t>(total) > view->snapshot->max_connections ||
@@ -245,7 +249,7 @@ awaitable<void> H1Connection<ClientStream>::run() {
   disarm();
   timer_.cancel();
   if (stats) stats->active_connections.add(-1);
-  process_connections.fetch_sub(1);
+  open_downstream_connections().fetch_sub(1);
 }
 
 // Reads what the client still sends for a moment before closing, so that the
@@ -297,7 +301,20 @@ awaitable<bool> H1Connection<ClientStream>::read_request_head(http::h1::RequestH
       idle_ ? limits.idle_timeout : limits.header_read_timeout);
   size_t scanned = 0;
   for (;;) {
-    if (in_.size() != 0) {
+    if (in_.size() != 0 && detect_h2_) {
+      const auto data = text(in_);
+      const size_t common = std::min(data.size(), kH2Preface.size());
+      if (data.substr(0, common) != kH2Preface.substr(0, common)) {
+        detect_h2_ = false;
+      } else if (common == kH2Preface.size()) {
+        if constexpr (std::is_same_v<ClientStream, tcp::socket>) {
+          disarm();
+          serve_h2(std::move(client_), worker_, listener_name_, std::move(in_));
+        }
+        co_return false;
+      }
+    }
+    if (in_.size() != 0 && !detect_h2_) {
       const auto data = text(in_);
       const size_t end = find_head_end(data, scanned);
       const size_t limit = limits.max_header_bytes;
@@ -318,10 +335,10 @@ awaitable<bool> H1Connection<ClientStream>::read_request_head(http::h1::RequestH
         head_size = end;
         break;
       }
-      if (idle_) {  // the first bytes of a head: from now on the slowloris clock runs
-        idle_ = false;
-        arm(Deadline::kHeader, limits.header_read_timeout);
-      }
+    }
+    if (in_.size() != 0 && idle_) {  // the first bytes of a head: the slowloris clock runs
+      idle_ = false;
+      arm(Deadline::kHeader, limits.header_read_timeout);
     }
     error_code ec;
     if (in_.size() == 0) {
@@ -441,20 +458,6 @@ void H1Connection<ClientStream>::finish_request(unsigned status, std::string_vie
   }
 }
 
-// 8-4-4-4-12 hex, version 4 layout, from the worker's generator.
-void make_request_id(WorkerContext& worker, char (&out)[36]) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  uint64_t a = worker.random(), b = worker.random();
-  int pos = 0;
-  for (int i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20) out[pos++] = '-';
-    uint64_t& word = i < 16 ? a : b;
-    out[pos++] = kHex[word & 0xf];
-    word >>= 4;
-  }
-  out[14] = '4';
-}
-
 template <class ClientStream>
 awaitable<bool> H1Connection<ClientStream>::connect(upstream::UpstreamEndpoint& endpoint,
                                                     const upstream::ClusterSpec& spec) {
@@ -530,11 +533,10 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
       target_rest = path.substr(route.path.size());
     }
   }
-  char request_id[36];
+  char request_id[kRequestIdSize];
   std::string_view new_request_id;
   if (!request.headers.find("x-request-id")) {
-    make_request_id(worker_, request_id);
-    new_request_id = {request_id, sizeof request_id};
+    new_request_id = make_request_id(worker_, request_id);
     if (current_.log) current_.request_id.assign(new_request_id);
   }
   out_.clear();
@@ -782,12 +784,11 @@ awaitable<void> H1Connection<ClientStream>::tunnel() {
 
 }  // namespace
 
-int64_t open_downstream_connections() { return process_connections.load(); }
-
-void serve_h1(tcp::socket socket, WorkerContext& worker, std::string listener_name) {
+void serve_h1(tcp::socket socket, WorkerContext& worker, std::string listener_name,
+              net::ReadBuffer initial, bool detect_h2) {
   auto executor = socket.get_executor();
-  auto connection = std::make_shared<H1Connection<tcp::socket>>(std::move(socket), worker,
-                                                                std::move(listener_name));
+  auto connection = std::make_shared<H1Connection<tcp::socket>>(
+      std::move(socket), worker, std::move(listener_name), std::move(initial), detect_h2);
   asio::co_spawn(
       executor, [connection]() -> awaitable<void> { co_await connection->run(); }, asio::detached);
 }

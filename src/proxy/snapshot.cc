@@ -173,8 +173,9 @@ class Compiler {
     out.name = in.name();
     if (auto address = net::parse_endpoint(in.address())) out.address = *address;
     else error(path + ".address", "not a host:port address");
-    if (in.protocol() == v1::Listener::HTTP2)
-      error(path + ".protocol", "http2 listeners are not supported yet (use auto or http1)");
+    out.protocol = in.protocol() == v1::Listener::HTTP1   ? ListenerProtocol::kHttp1
+                   : in.protocol() == v1::Listener::HTTP2 ? ListenerProtocol::kHttp2
+                                                          : ListenerProtocol::kAuto;
     out.route_table = table_index;
     const auto& l = in.limits();
     if (l.max_request_header_bytes()) out.limits.max_header_bytes = l.max_request_header_bytes();

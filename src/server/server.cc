@@ -15,7 +15,7 @@
 #include "remora/config/loader.h"
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
-#include "remora/proxy/h1_connection.h"
+#include "remora/proxy/downstream.h"
 #include "remora/proxy/snapshot.h"
 #include "remora/server/admin.h"
 #include "remora/server/worker.h"
@@ -230,11 +230,11 @@ struct Server::Impl {
         io,
         [this, deadline]() -> asio::awaitable<void> {
           asio::steady_timer timer(io);
-          while (proxy::open_downstream_connections() > 0 && Clock::now() < deadline) {
+          while (proxy::open_downstream_connections().load() > 0 && Clock::now() < deadline) {
             timer.expires_after(std::chrono::milliseconds(20));
             co_await timer.async_wait(asio::use_awaitable);
           }
-          auto left = proxy::open_downstream_connections();
+          auto left = proxy::open_downstream_connections().load();
           if (left > 0) spdlog::warn("drain timeout: closing {} connections", left);
           else spdlog::info("drained");
           io.stop();

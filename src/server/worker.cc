@@ -7,7 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
-#include "remora/proxy/h1_connection.h"
+#include "remora/proxy/downstream.h"
 
 namespace remora::server {
 
@@ -73,7 +73,9 @@ void Worker::accept_loop(BoundListener& listener) {
             co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
             continue;
           }
-          proxy::serve_h1(std::move(socket), context_, name);
+          const auto* spec = context_.view->listener(name);
+          proxy::serve_downstream(std::move(socket), context_, name,
+                                  spec ? spec->protocol : proxy::ListenerProtocol::kAuto);
         }
       },
       asio::detached);

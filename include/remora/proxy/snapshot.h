@@ -32,8 +32,11 @@ struct ListenerLimits {
   size_t max_connections = 10'000;
 };
 
+enum class ListenerProtocol { kAuto, kHttp1, kHttp2 };
+
 struct ListenerSpec {
   std::string name;
+  ListenerProtocol protocol = ListenerProtocol::kAuto;
   net::Endpoint address;
   size_t route_table = 0;  // index into Snapshot::route_tables
   ListenerLimits limits;

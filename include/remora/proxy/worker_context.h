@@ -26,8 +26,8 @@ struct WorkerView {
 };
 
 // Base of every downstream connection, so that drain can reach idle ones.
-class DownstreamConnection
-    : public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+class DownstreamConnection : public boost::intrusive::list_base_hook<
+                                 boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
  public:
   virtual ~DownstreamConnection() = default;
   // Finish the request in flight, if any, then close; close now if idle.

@@ -4,6 +4,7 @@
 // the body pass through untouched: the proxy forwards the framing bytes
 // as received once the parser has checked them.
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include <boost/beast/http/basic_parser.hpp>
@@ -29,6 +30,9 @@ class HeadParser : public boost::beast::http::basic_parser<isRequest> {
   unsigned status = 0;
   int version = 11;
   HeaderList& headers;
+  // When set, body bytes are appended here with the framing removed (for a
+  // peer that frames differently, e.g. HTTP/2); else they pass untouched.
+  std::string* decoded_body = nullptr;
 
  private:
   void on_request_impl(boost::beast::http::verb, string_view method_str, string_view target_str,
@@ -48,9 +52,13 @@ class HeadParser : public boost::beast::http::basic_parser<isRequest> {
   }
   void on_header_impl(error_code&) override {}
   void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
-  std::size_t on_body_impl(string_view body, error_code&) override { return body.size(); }
+  std::size_t on_body_impl(string_view body, error_code&) override {
+    if (decoded_body) decoded_body->append(body.data(), body.size());
+    return body.size();
+  }
   void on_chunk_header_impl(std::uint64_t, string_view, error_code&) override {}
   std::size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code&) override {
+    if (decoded_body) decoded_body->append(body.data(), body.size());
     return body.size();
   }
   void on_finish_impl(error_code&) override {}

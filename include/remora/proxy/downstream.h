@@ -1,0 +1,36 @@
+#pragma once
+// Entry point for an accepted downstream connection: hands it to the codec
+// of the listener's protocol (`auto` starts as HTTP/1.1, which switches to
+// HTTP/2 when the first bytes are the HTTP/2 client preface).
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include "remora/net/buffer_recycler.h"
+#include "remora/proxy/snapshot.h"
+
+namespace remora::proxy {
+
+class WorkerContext;
+
+void serve_downstream(boost::asio::ip::tcp::socket socket, WorkerContext& worker,
+                      std::string listener_name, ListenerProtocol protocol);
+
+// `initial`: bytes already read from the socket. `detect_h2`: a listener in
+// `auto` mode; a connection opening with the HTTP/2 client preface is handed
+// to serve_h2.
+void serve_h1(boost::asio::ip::tcp::socket socket, WorkerContext& worker, std::string listener_name,
+              net::ReadBuffer initial, bool detect_h2);
+void serve_h2(boost::asio::ip::tcp::socket socket, WorkerContext& worker, std::string listener_name,
+              net::ReadBuffer initial);
+
+// Downstream connections open in this process, all workers and protocols.
+std::atomic<int64_t>& open_downstream_connections();
+
+// A fresh read buffer for a downstream connection: bounded by the header
+// limit plus two read chunks.
+net::ReadBuffer downstream_read_buffer();
+
+}  // namespace remora::proxy

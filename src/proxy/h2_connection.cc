@@ -1,0 +1,756 @@
+// An HTTP/2 downstream connection on nghttp2's session API (sans-I/O: bytes
+// in through mem_recv, frames out through mem_send). Each request stream is
+// proxied by its own coroutine to an HTTP/1.1 upstream from the worker's
+// pools. Flow control follows the upstream: a stream's received DATA is
+// acknowledged (nghttp2_session_consume → WINDOW_UPDATE) only after it was
+// written upstream, and the upstream is read only while the stream's
+// response buffer is below its high-water mark, so a slow peer on one stream
+// never stalls another and remora never buffers without bound.
+#include <nghttp2/nghttp2.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/error.hpp>
+
+#include "remora/http/h1/head_parser.h"
+#include "remora/http/h1/head_writer.h"
+#include "remora/http/local_reply.h"
+#include "remora/observe/access_log.h"
+#include "remora/observe/metrics.h"
+#include "remora/proxy/downstream.h"
+#include "remora/proxy/request_id.h"
+#include "remora/proxy/worker_context.h"
+
+namespace remora::proxy {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+using http::LocalReason;
+
+constexpr size_t kReadChunk = net::kRecycledBlock;
+constexpr size_t kStreamHighWater = 64 * 1024;  // response bytes queued per stream
+constexpr uint32_t kMaxConcurrentStreams = 100;
+constexpr int32_t kStreamWindow = 64 * 1024;
+constexpr int32_t kConnectionWindow = 1024 * 1024;
+
+auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+// A one-waiter wake-up: notify() before wait() is not lost.
+class Signal {
+ public:
+  explicit Signal(const asio::any_io_executor& ex) : timer_(ex) {
+    timer_.expires_at(asio::steady_timer::time_point::max());
+  }
+  void notify() {
+    pending_ = true;
+    timer_.cancel();
+  }
+  awaitable<void> wait() {
+    if (!pending_) {
+      timer_.expires_at(asio::steady_timer::time_point::max());
+      error_code ec;
+      co_await timer_.async_wait(nothrow(ec));
+    }
+    pending_ = false;
+  }
+
+ private:
+  asio::steady_timer timer_;
+  bool pending_ = false;
+};
+
+bool is_grpc(std::string_view content_type) { return content_type.starts_with("application/grpc"); }
+
+// DESIGN §5: the gRPC status a local reply maps to.
+int grpc_status_for(LocalReason reason) {
+  switch (reason) {
+    case LocalReason::kNoRoute:
+      return 12;  // UNIMPLEMENTED
+    case LocalReason::kUpstreamTimeout:
+      return 4;  // DEADLINE_EXCEEDED
+    case LocalReason::kOverloaded:
+      return 8;  // RESOURCE_EXHAUSTED
+    case LocalReason::kBadRequest:
+    case LocalReason::kHeaderTooLarge:
+      return 13;  // INTERNAL
+    default:
+      return 14;  // UNAVAILABLE
+  }
+}
+
+struct H2Stream {
+  explicit H2Stream(int32_t stream_id, const asio::any_io_executor& ex)
+      : id(stream_id), wake(ex), deadline(ex) {}
+
+  int32_t id;
+  // Request head, owned: nghttp2's header buffers do not outlive the callback.
+  std::string method, path, authority, content_type;
+  std::vector<std::pair<std::string, std::string>> fields;  // regular fields, lower case
+  size_t header_bytes = 0;
+  bool too_large = false;
+  bool has_content_length = false;
+
+  std::string body_in;  // received DATA not yet written upstream
+  bool in_end = false;
+  std::string body_out;  // upstream response body not yet sent as DATA
+  size_t out_sent = 0;
+  bool out_end = false;
+  bool closed = false;  // reset by the client or closed by nghttp2
+  bool timed_out = false;
+
+  Signal wake;
+  asio::steady_timer deadline;
+  std::unique_ptr<upstream::UpstreamConnection> upstream;
+};
+
+class H2Connection final : public DownstreamConnection,
+                           public std::enable_shared_from_this<H2Connection> {
+ public:
+  H2Connection(tcp::socket socket, WorkerContext& worker, std::string listener,
+               net::ReadBuffer initial)
+      : client_(std::move(socket)),
+        worker_(worker),
+        listener_name_(std::move(listener)),
+        in_(std::move(initial)),
+        idle_timer_(client_.get_executor()) {
+    error_code ec;
+    client_.set_option(tcp::no_delay(true), ec);
+    auto peer = client_.remote_endpoint(ec);
+    client_ip_ = ec ? "unknown" : peer.address().to_string();
+  }
+  ~H2Connection() override {
+    if (session_) nghttp2_session_del(session_);
+  }
+
+  awaitable<void> run();
+  void drain() override;
+
+ private:
+  bool start_session();
+  void flush();
+  awaitable<void> write_loop();
+  awaitable<void> serve_stream(std::shared_ptr<H2Stream> stream);
+  awaitable<bool> exchange(H2Stream& s, const WorkerView& view, const ListenerSpec& listener,
+                           const router::Route& route, observe::RequestSeries*& series,
+                           unsigned& status, std::string& upstream_address);
+  void reply_local(H2Stream& s, LocalReason reason);
+  void submit_response(H2Stream& s, unsigned status,
+                       const std::vector<std::pair<std::string, std::string>>& fields,
+                       bool with_body);
+  void close_streams();
+
+  // nghttp2 callbacks
+  static int on_begin_headers(nghttp2_session*, const nghttp2_frame*, void*);
+  static int on_header(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t,
+                       const uint8_t*, size_t, uint8_t, void*);
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame*, void*);
+  static int on_data_chunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
+  static int on_stream_close(nghttp2_session*, int32_t, uint32_t, void*);
+  static ssize_t read_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*,
+                           nghttp2_data_source*, void*);
+
+  tcp::socket client_;
+  WorkerContext& worker_;
+  std::string listener_name_;
+  std::string client_ip_;
+  net::ReadBuffer in_;
+  std::string out_;
+  nghttp2_session* session_ = nullptr;
+  bool writing_ = false;
+  bool draining_ = false;
+  asio::steady_timer idle_timer_;
+  std::map<int32_t, std::shared_ptr<H2Stream>> streams_;
+  observe::ListenerSeries* stats_ = nullptr;
+};
+
+// ---------------------------------------------------------------- session
+
+bool H2Connection::start_session() {
+  nghttp2_session_callbacks* callbacks;
+  nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+  nghttp2_option* option;
+  nghttp2_option_new(&option);
+  // Windows open as bytes are written upstream, not as they arrive.
+  nghttp2_option_set_no_auto_window_update(option, 1);
+  // CVE-2023-44487 (rapid reset) and CONTINUATION floods: DESIGN §6 defaults.
+  nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33);
+  nghttp2_option_set_max_continuations(option, 8);
+  nghttp2_option_set_max_settings(option, 32);
+  nghttp2_option_set_max_outbound_ack(option, 1000);
+  int rv = nghttp2_session_server_new2(&session_, callbacks, this, option);
+  nghttp2_option_del(option);
+  nghttp2_session_callbacks_del(callbacks);
+  if (rv != 0) return false;
+  nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  return true;
+}
+
+awaitable<void> H2Connection::run() {
+  worker_.connections.push_back(*this);
+  auto view = worker_.view;
+  const ListenerSpec* listener = view->listener(listener_name_);
+  stats_ = listener ? listener->stats : nullptr;
+  if (stats_) stats_->active_connections.add(1);
+  open_downstream_connections().fetch_add(1);
+  auto idle_timeout = listener ? listener->limits.idle_timeout : std::chrono::hours(1);
+
+  if (listener && start_session()) {
+    flush();
+    for (;;) {
+      if (in_.size() != 0) {
+        auto data = static_cast<const uint8_t*>(in_.data().data());
+        ssize_t used = nghttp2_session_mem_recv(session_, data, in_.size());
+        if (used < 0) break;  // a connection error: nghttp2 queued the GOAWAY
+        in_.consume(static_cast<size_t>(used));
+        flush();
+      }
+      if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) break;
+      if (draining_ && streams_.empty()) break;
+      // An idle connection (no stream open) closes after idle_timeout.
+      idle_timer_.expires_after(idle_timeout);
+      auto self = shared_from_this();
+      idle_timer_.async_wait([self](error_code ec) {
+        if (!ec && self->streams_.empty()) self->client_.cancel(ec);
+      });
+      in_.shrink_to_fit();
+      error_code ec;
+      co_await client_.async_wait(tcp::socket::wait_read, nothrow(ec));
+      if (!ec) {
+        size_t n = co_await client_.async_read_some(in_.prepare(kReadChunk), nothrow(ec));
+        in_.commit(n);
+      }
+      idle_timer_.cancel();
+      if (ec) break;
+    }
+    flush();
+  }
+
+  close_streams();
+  // Let the last frames (GOAWAY) go out before closing.
+  for (int i = 0; i < 100 && writing_; ++i) {
+    asio::steady_timer pause(client_.get_executor(), std::chrono::milliseconds(10));
+    error_code ec;
+    co_await pause.async_wait(nothrow(ec));
+  }
+  error_code ec;
+  client_.shutdown(tcp::socket::shutdown_both, ec);
+  client_.close(ec);
+  if (stats_) stats_->active_connections.add(-1);
+  open_downstream_connections().fetch_sub(1);
+}
+
+void H2Connection::drain() {
+  if (draining_ || !session_) return;
+  draining_ = true;
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
+                        nullptr, 0);
+  flush();
+  error_code ec;
+  if (streams_.empty()) client_.cancel(ec);
+}
+
+void H2Connection::close_streams() {
+  for (auto& [id, stream] : streams_) {
+    stream->closed = true;
+    error_code ec;
+    if (stream->upstream) stream->upstream->socket.close(ec);
+    stream->wake.notify();
+  }
+}
+
+void H2Connection::flush() {
+  if (writing_ || !session_) return;
+  writing_ = true;
+  asio::co_spawn(client_.get_executor(), write_loop(), asio::detached);
+}
+
+// Writes what nghttp2 has queued, gathering frames into one write.
+awaitable<void> H2Connection::write_loop() {
+  auto self = shared_from_this();
+  for (;;) {
+    out_.clear();
+    while (out_.size() < 64 * 1024) {
+      const uint8_t* data;
+      ssize_t n = nghttp2_session_mem_send(session_, &data);
+      if (n <= 0) break;
+      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    }
+    if (out_.empty()) break;
+    error_code ec;
+    co_await asio::async_write(client_, asio::buffer(out_), nothrow(ec));
+    if (ec) {
+      client_.cancel(ec);
+      break;
+    }
+  }
+  writing_ = false;
+}
+
+// ---------------------------------------------------------------- callbacks
+
+int H2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_frame* frame,
+                                   void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  if (self->draining_) {
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                              NGHTTP2_REFUSED_STREAM);
+    return 0;
+  }
+  auto stream = std::make_shared<H2Stream>(frame->hd.stream_id, self->client_.get_executor());
+  nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, stream.get());
+  self->streams_[frame->hd.stream_id] = std::move(stream);
+  return 0;
+}
+
+int H2Connection::on_header(nghttp2_session* session, const nghttp2_frame* frame,
+                            const uint8_t* name_bytes, size_t name_len, const uint8_t* value_bytes,
+                            size_t value_len, uint8_t, void*) {
+  auto* stream =
+      static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+  if (!stream || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;  // trailers: dropped
+  std::string_view name(reinterpret_cast<const char*>(name_bytes), name_len);
+  std::string_view value(reinterpret_cast<const char*>(value_bytes), value_len);
+  // DESIGN §6: 60 KiB and 100 fields, counted after cookie reassembly.
+  stream->header_bytes += name_len + value_len + 32;
+  if (stream->header_bytes > 60 * 1024 || stream->fields.size() >= 100) {
+    stream->too_large = true;
+    return 0;
+  }
+  if (name == ":method")
+    stream->method = value;
+  else if (name == ":path")
+    stream->path = value;
+  else if (name == ":authority")
+    stream->authority = value;
+  else if (name.starts_with(":"))
+    return 0;  // :scheme; nghttp2 has checked the set
+  else {
+    if (name == "content-type") stream->content_type = value;
+    if (name == "content-length") stream->has_content_length = true;
+    if (name == "host" && stream->authority.empty()) stream->authority = value;
+    if (name == "cookie") {  // one h1 field, "; "-joined (RFC 9113 §8.2.3)
+      for (auto& [n, v] : stream->fields)
+        if (n == "cookie") {
+          v.append("; ").append(value);
+          return 0;
+        }
+    }
+    stream->fields.emplace_back(name, value);
+  }
+  return 0;
+}
+
+int H2Connection::on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  auto it = self->streams_.find(frame->hd.stream_id);
+  if (it == self->streams_.end()) return 0;
+  auto& stream = it->second;
+  const bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    stream->in_end = end_stream;
+    asio::co_spawn(self->client_.get_executor(), self->serve_stream(stream), asio::detached);
+  } else if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) && end_stream) {
+    stream->in_end = true;
+    stream->wake.notify();
+  }
+  (void)session;
+  return 0;
+}
+
+int H2Connection::on_data_chunk(nghttp2_session* session, uint8_t, int32_t stream_id,
+                                const uint8_t* data, size_t len, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  auto it = self->streams_.find(stream_id);
+  if (it == self->streams_.end()) {
+    nghttp2_session_consume_connection(session, len);  // a stream already gone
+    return 0;
+  }
+  it->second->body_in.append(reinterpret_cast<const char*>(data), len);
+  it->second->wake.notify();
+  return 0;
+}
+
+int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  auto it = self->streams_.find(stream_id);
+  if (it == self->streams_.end()) return 0;
+  auto stream = it->second;
+  self->streams_.erase(it);
+  stream->closed = true;
+  error_code ec;
+  if (stream->upstream) stream->upstream->socket.close(ec);  // the client gave up: so do we
+  stream->wake.notify();
+  if (self->draining_ && self->streams_.empty()) self->client_.cancel(ec);
+  return 0;
+}
+
+ssize_t H2Connection::read_body(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                                uint32_t* flags, nghttp2_data_source* source, void*) {
+  auto* s = static_cast<H2Stream*>(source->ptr);
+  size_t n = std::min(length, s->body_out.size() - s->out_sent);
+  std::memcpy(buf, s->body_out.data() + s->out_sent, n);
+  s->out_sent += n;
+  if (s->out_sent == s->body_out.size()) {
+    s->body_out.clear();
+    s->out_sent = 0;
+    s->wake.notify();  // room again: the stream may read more from its upstream
+  }
+  if (s->body_out.empty() && s->out_end)
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+  else if (n == 0)
+    return NGHTTP2_ERR_DEFERRED;
+  return static_cast<ssize_t>(n);
+}
+
+// ---------------------------------------------------------------- streams
+
+void H2Connection::submit_response(H2Stream& s, unsigned status,
+                                   const std::vector<std::pair<std::string, std::string>>& fields,
+                                   bool with_body) {
+  std::string status_text = std::to_string(status);
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(fields.size() + 1);
+  auto add = [&](const std::string& n, const std::string& v) {
+    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                   reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                   NGHTTP2_NV_FLAG_NONE});
+  };
+  static const std::string kStatus = ":status";
+  add(kStatus, status_text);
+  for (const auto& [n, v] : fields) add(n, v);
+  nghttp2_data_provider provider{};
+  provider.source.ptr = &s;
+  provider.read_callback = read_body;
+  nghttp2_submit_response(session_, s.id, nva.data(), nva.size(), with_body ? &provider : nullptr);
+  flush();
+}
+
+void H2Connection::reply_local(H2Stream& s, LocalReason reason) {
+  auto reply = http::local_reply(reason);
+  std::vector<std::pair<std::string, std::string>> fields;
+  if (is_grpc(s.content_type)) {  // trailers-only, DESIGN §5
+    fields = {{"content-type", "application/grpc"},
+              {"grpc-status", std::to_string(grpc_status_for(reason))},
+              {"grpc-message", std::string(reply.reason)},
+              {"x-remora-reason", std::string(reply.reason)}};
+    submit_response(s, 200, fields, false);
+    return;
+  }
+  fields = {{"content-type", "text/plain"},
+            {"content-length", std::to_string(reply.reason.size() + 1)},
+            {"x-remora-reason", std::string(reply.reason)}};
+  s.body_out.assign(reply.reason).append("\n");
+  s.out_end = true;
+  submit_response(s, reply.status, fields, true);
+}
+
+awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
+  auto self = shared_from_this();
+  H2Stream& s = *stream;
+  auto view = worker_.view;
+  const ListenerSpec* listener = view->listener(listener_name_);
+  if (!listener) co_return;
+  const auto start = Clock::now();
+  observe::RequestSeries* series = listener->unrouted;
+  const router::Route* route = nullptr;
+  unsigned status = 0;
+  std::string upstream_address;
+  std::string_view reason;
+
+  http::HeaderList fields;
+  for (const auto& [n, v] : s.fields) fields.add(n, v);
+  if (s.too_large) {
+    reply_local(s, LocalReason::kHeaderTooLarge);
+    status = 431;
+    reason = "request_header_too_large";
+  } else {
+    const auto& table = view->snapshot->route_tables[listener->route_table];
+    route = table.match({s.authority, s.path, fields});
+    if (!route) {
+      reply_local(s, LocalReason::kNoRoute);
+      status = 404;
+      reason = "no_route";
+    } else {
+      // The route timeout covers the whole exchange.
+      s.deadline.expires_after(route->timeout);
+      s.deadline.async_wait([stream](error_code ec) {
+        if (ec) return;
+        stream->timed_out = true;
+        if (stream->upstream) stream->upstream->socket.close(ec);
+        stream->wake.notify();
+      });
+      co_await exchange(s, *view, *listener, *route, series, status, upstream_address);
+    }
+  }
+  if (series && status) series->count_status(status);
+  auto elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  if (route && route->duration) route->duration->observe(elapsed);
+  if (auto log = view->snapshot->access_log_sink) {
+    observe::AccessRecord record;
+    record.listener = listener_name_;
+    record.route = route ? std::string_view(route->name) : std::string_view();
+    record.method = s.method;
+    record.authority = s.authority;
+    record.path = s.path;
+    record.upstream = upstream_address;
+    record.reason = reason;
+    record.status = status;
+    record.duration_ms = elapsed * 1000;
+    log->write(record);
+  }
+  s.deadline.cancel();
+}
+
+// One request on an HTTP/1.1 upstream. False when the stream was reset.
+awaitable<bool> H2Connection::exchange(H2Stream& s, const WorkerView& view,
+                                       const ListenerSpec& listener, const router::Route& route,
+                                       observe::RequestSeries*& series, unsigned& status,
+                                       std::string& upstream_address) {
+  const auto& target =
+      route.pick_target(route.targets.size() > 1 ? worker_.random() % route.total_weight : 0);
+  series = target.requests;
+  auto& cluster = *view.clusters[target.cluster];
+  const auto& spec = cluster.spec();
+  auto endpoint = cluster.pick(worker_.random());
+  auto fail = [&](LocalReason reason) {
+    if (!s.closed) reply_local(s, reason);
+    status = http::local_reply(reason).status;
+  };
+  if (!endpoint) {
+    fail(LocalReason::kNoHealthyEndpoint);
+    co_return false;
+  }
+  upstream_address = endpoint->address().text;
+  auto& stats = endpoint->stats();
+  stats.active_requests.fetch_add(1, std::memory_order_relaxed);
+  stats.requests.fetch_add(1, std::memory_order_relaxed);
+  struct Release {
+    upstream::EndpointStats& s;
+    ~Release() { s.active_requests.fetch_sub(1, std::memory_order_relaxed); }
+  } release{stats};
+
+  s.upstream = endpoint->acquire(Clock::now(), spec.pool_idle_timeout);
+  if (!s.upstream) {
+    s.upstream = std::make_unique<upstream::UpstreamConnection>(tcp::socket(client_.get_executor()),
+                                                                &spec.stats->active_connections);
+    asio::steady_timer connect_timer(client_.get_executor(), spec.connect_timeout);
+    auto* socket = &s.upstream->socket;
+    connect_timer.async_wait([socket](error_code ec) {
+      if (!ec) socket->close(ec);
+    });
+    error_code ec;
+    co_await s.upstream->socket.async_connect(endpoint->address().address, nothrow(ec));
+    connect_timer.cancel();
+    if (ec || !s.upstream->socket.is_open()) {
+      s.upstream.reset();
+      spec.stats->connect_failures.add();
+      stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
+      fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamConnectFailure);
+      co_return false;
+    }
+    s.upstream->socket.set_option(tcp::no_delay(true), ec);
+  }
+  auto& up = *s.upstream;
+
+  // -- request head and body
+  http::HeaderList fields;
+  for (const auto& [n, v] : s.fields) fields.add(n, v);
+  if (!fields.find("host")) fields.add("host", s.authority);
+  const bool chunked = !s.in_end && !s.has_content_length;
+  std::string_view prefix, rest = s.path;
+  if (route.rewrite && !route.prefix.empty()) {
+    prefix = route.rewrite_prefix;
+    rest = rest.substr(route.prefix.size());
+  }
+  char request_id[kRequestIdSize];
+  std::string_view new_request_id;
+  if (!fields.find("x-request-id")) new_request_id = make_request_id(worker_, request_id);
+  std::string head;
+  http::h1::write_request_head(head, {.method = s.method,
+                                      .target_prefix = prefix,
+                                      .target_rest = rest,
+                                      .headers = &fields,
+                                      .mutation = &route.request_headers,
+                                      .client_address = client_ip_,
+                                      .forwarded_proto = "http",
+                                      .new_request_id = new_request_id,
+                                      .chunked = chunked});
+  error_code ec;
+  co_await asio::async_write(up.socket, asio::buffer(head), nothrow(ec));
+  while (!ec && !s.closed && !s.timed_out && (!s.in_end || !s.body_in.empty())) {
+    if (s.body_in.empty()) {
+      co_await s.wake.wait();
+      continue;
+    }
+    std::string piece;
+    piece.swap(s.body_in);
+    char size_line[24];
+    int size_len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
+    std::array<asio::const_buffer, 3> parts{
+        asio::buffer(size_line, chunked ? static_cast<size_t>(size_len) : 0), asio::buffer(piece),
+        asio::buffer("\r\n", chunked ? 2 : 0)};
+    co_await asio::async_write(up.socket, parts, nothrow(ec));
+    if (!s.closed) nghttp2_session_consume(session_, s.id, piece.size());
+    flush();
+  }
+  if (!ec && chunked && !s.closed && !s.timed_out)
+    co_await asio::async_write(up.socket, asio::buffer("0\r\n\r\n", 5), nothrow(ec));
+  if (s.closed) {
+    s.upstream.reset();
+    co_return false;
+  }
+  if (ec || s.timed_out) {
+    s.upstream.reset();
+    fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset);
+    co_return false;
+  }
+
+  // -- response head
+  http::HeaderList response_fields;
+  std::optional<http::h1::ResponseHeadParser> parser;
+  auto fresh_parser = [&]() -> http::h1::ResponseHeadParser& {
+    auto& p = parser.emplace(response_fields);
+    p.header_limit(64 * 1024);
+    p.body_limit(std::numeric_limits<std::uint64_t>::max());
+    p.eager(false);
+    if (s.method == "HEAD") p.skip(true);
+    return p;
+  };
+  auto& response = fresh_parser();
+  size_t head_end = std::string_view::npos;
+  for (;;) {
+    std::string_view data(static_cast<const char*>(up.buffer.data().data()), up.buffer.size());
+    auto at = data.find("\r\n\r\n");
+    if (at != std::string_view::npos) {
+      head_end = at + 4;
+      if (response.put(asio::buffer(data.data(), head_end), ec) != head_end || ec) {
+        s.upstream.reset();
+        fail(LocalReason::kBadUpstreamResponse);
+        co_return false;
+      }
+      if (response.status >= 100 && response.status < 200) {  // interim: not forwarded
+        up.buffer.consume(head_end);
+        fresh_parser();
+        continue;
+      }
+      break;
+    }
+    if (data.size() > 64 * 1024) {
+      s.upstream.reset();
+      fail(LocalReason::kBadUpstreamResponse);
+      co_return false;
+    }
+    size_t n = co_await up.socket.async_read_some(up.buffer.prepare(kReadChunk), nothrow(ec));
+    if (ec || s.closed || s.timed_out) {
+      s.upstream.reset();
+      if (!s.closed)
+        fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset);
+      co_return false;
+    }
+    up.buffer.commit(n);
+  }
+
+  // -- response to the client: h1 field names are case-insensitive, h2's lower case
+  status = response.status;
+  std::vector<std::pair<std::string, std::string>> out_fields;
+  for (const auto& f : response.headers) {
+    if (http::h1::is_hop_by_hop(f.name) || route.response_headers.removes(f.name)) continue;
+    std::string name(f.name);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out_fields.emplace_back(std::move(name), std::string(f.value));
+  }
+  for (const auto& [n, v] : route.response_headers.add) out_fields.emplace_back(n, v);
+  up.buffer.consume(head_end);
+  const bool has_body = !response.is_done();
+  s.out_end = !has_body;
+  submit_response(s, status, out_fields, has_body);
+
+  // -- response body: decoded from h1 framing into DATA frames
+  response.decoded_body = &s.body_out;
+  while (has_body && !response.is_done()) {
+    size_t used = 0;
+    while (!response.is_done() && used < up.buffer.size()) {
+      size_t n = response.put(up.buffer.data() + used, ec);
+      if (ec == boost::beast::http::error::need_more) {
+        ec = {};
+        break;
+      }
+      if (ec || n == 0) break;
+      used += n;
+    }
+    up.buffer.consume(used);
+    if (ec) break;
+    if (response.is_done()) break;
+    nghttp2_session_resume_data(session_, s.id);
+    flush();
+    while (s.body_out.size() > kStreamHighWater && !s.closed && !s.timed_out)
+      co_await s.wake.wait();  // the client reads slowly: stop reading the upstream
+    if (s.closed || s.timed_out) break;
+    size_t n = co_await up.socket.async_read_some(up.buffer.prepare(kReadChunk), nothrow(ec));
+    if (ec == asio::error::eof) {
+      response.put_eof(ec);
+      continue;
+    }
+    if (ec) break;
+    up.buffer.commit(n);
+  }
+  if (s.closed) {
+    s.upstream.reset();
+    co_return false;
+  }
+  const bool complete = response.is_done() && !ec && !s.timed_out;
+  s.out_end = true;
+  if (!complete) {
+    s.upstream.reset();
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_INTERNAL_ERROR);
+  } else if (response.keep_alive() && up.buffer.size() == 0) {
+    endpoint->release(std::move(s.upstream), Clock::now(), spec.pool_max_idle);
+  } else {
+    s.upstream.reset();
+  }
+  nghttp2_session_resume_data(session_, s.id);
+  flush();
+  co_return complete;
+}
+
+}  // namespace
+
+void serve_h2(tcp::socket socket, WorkerContext& worker, std::string listener_name,
+              net::ReadBuffer initial) {
+  auto executor = socket.get_executor();
+  auto connection = std::make_shared<H2Connection>(std::move(socket), worker,
+                                                   std::move(listener_name), std::move(initial));
+  asio::co_spawn(
+      executor, [connection]() -> awaitable<void> { co_await connection->run(); }, asio::detached);
+}
+
+}  // namespace remora::proxy
