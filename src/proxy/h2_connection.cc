@@ -146,9 +146,9 @@ class H2Connection final : public DownstreamConnection,
   void flush();
   awaitable<void> write_loop();
   awaitable<void> serve_stream(std::shared_ptr<H2Stream> stream);
-  awaitable<bool> exchange(H2Stream& s, const WorkerView& view, const ListenerSpec& listener,
-                           const router::Route& route, observe::RequestSeries*& series,
-                           unsigned& status, std::string& upstream_address);
+  awaitable<bool> exchange(H2Stream& s, const WorkerView& view, const router::Route& route,
+                           observe::RequestSeries*& series, unsigned& status,
+                           std::string& upstream_address);
   void reply_local(H2Stream& s, LocalReason reason);
   void submit_response(H2Stream& s, unsigned status,
                        const std::vector<std::pair<std::string, std::string>>& fields,
@@ -508,7 +508,7 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
         if (stream->upstream) stream->upstream->socket.close(ec);
         stream->wake.notify();
       });
-      co_await exchange(s, *view, *listener, *route, series, status, upstream_address);
+      co_await exchange(s, *view, *route, series, status, upstream_address);
     }
   }
   if (series && status) series->count_status(status);
@@ -532,7 +532,7 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
 
 // One request on an HTTP/1.1 upstream. False when the stream was reset.
 awaitable<bool> H2Connection::exchange(H2Stream& s, const WorkerView& view,
-                                       const ListenerSpec& listener, const router::Route& route,
+                                       const router::Route& route,
                                        observe::RequestSeries*& series, unsigned& status,
                                        std::string& upstream_address) {
   const auto& target =
@@ -603,7 +603,9 @@ awaitable<bool> H2Connection::exchange(H2Stream& s, const WorkerView& view,
                                       .client_address = client_ip_,
                                       .forwarded_proto = "http",
                                       .new_request_id = new_request_id,
-                                      .chunked = chunked});
+                                      .upgrade = {},
+                                      .chunked = chunked,
+                                      .drop_expect = false});
   error_code ec;
   co_await asio::async_write(up.socket, asio::buffer(head), nothrow(ec));
   while (!ec && !s.closed && !s.timed_out && (!s.in_end || !s.body_in.empty())) {
