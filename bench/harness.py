@@ -47,8 +47,7 @@ SCENARIOS = [
     dict(id="h1_get", title="HTTP/1.1 small GET (wrk, 64 conns)", kind="wrk", port="h1",
          path="/", body=0, connections=64),
     dict(id="h2c_get", title="h2c small GET (h2load, 16 conns x 10 streams)", kind="h2load",
-         port="h2c", path="/", connections=16, streams=10,
-         na={"remora": NOT_IMPLEMENTED}),
+         port="h2c", path="/", connections=16, streams=10),
     dict(id="h1_post_16k", title="HTTP/1.1 POST 16 KiB (wrk, 64 conns)", kind="wrk", port="h1",
          path="/upload", body=16 * 1024, connections=64),
     dict(id="h1_post_1m", title="HTTP/1.1 POST 1 MiB (wrk, 16 conns)", kind="wrk", port="h1",
@@ -105,7 +104,8 @@ def ports_for(base):
     return {
         "origin": {"h1": base, "h2c": base + 1},
         "direct": {"h1": base, "h2c": base + 1, "grpc": base + 1, "h1h2": base},
-        "remora": {"h1": base + 10, "admin": base + 19},
+        # one `auto` listener: HTTP/1.1, and h2c by its preface (proxied to the h1 origin)
+        "remora": {"h1": base + 10, "h2c": base + 10, "admin": base + 19},
         "haproxy": {"h1": base + 20, "h2c": base + 21, "grpc": base + 21, "h1h2": base + 22},
         "nginx": {"h1": base + 30, "h2c": base + 31, "grpc": base + 31, "h1h2": base + 32},
         "h2o": {"h1": base + 40, "h2c": base + 40},
