@@ -24,8 +24,6 @@ void check_unsupported(const v1::Config& config, Checker& check) {
     const auto& cluster = config.clusters(i);
     auto path = index_path("clusters", static_cast<std::size_t>(i));
     if (cluster.has_tls()) refuse(check, field_path(path, "tls"), "tls (mTLS)");
-    if (cluster.protocol() == v1::Cluster::HTTP2)
-      refuse(check, field_path(path, "protocol"), "protocol http2");
     if (cluster.lb() == v1::Cluster::RING_HASH || cluster.lb() == v1::Cluster::MAGLEV)
       refuse(check, field_path(path, "lb"), "ring_hash and maglev balancing");
     if (cluster.has_circuit_breaker())

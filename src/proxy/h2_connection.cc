@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -32,6 +33,7 @@
 #include "remora/proxy/downstream.h"
 #include "remora/proxy/request_id.h"
 #include "remora/proxy/worker_context.h"
+#include "remora/upstream/h2_client.h"
 
 namespace remora::proxy {
 namespace {
@@ -75,6 +77,24 @@ class Signal {
   bool pending_ = false;
 };
 
+// Views for nghttp2 (it copies them when the frame is submitted).
+std::vector<nghttp2_nv> to_nva(const upstream::Fields& fields) {
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(fields.size());
+  for (const auto& [n, v] : fields)
+    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                   reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                   NGHTTP2_NV_FLAG_NONE});
+  return nva;
+}
+
+// Fields that are about one connection and so never cross a proxy
+// (RFC 9113 §8.2.2); `te` only as "trailers", which gRPC needs.
+bool connection_specific(std::string_view name, std::string_view value) {
+  if (name == "te") return value != "trailers";
+  return http::h1::is_hop_by_hop(name) || name == "host";
+}
+
 bool is_grpc(std::string_view content_type) { return content_type.starts_with("application/grpc"); }
 
 // DESIGN §5: the gRPC status a local reply maps to.
@@ -113,6 +133,8 @@ struct H2Stream {
   bool out_end = false;
   bool closed = false;  // reset by the client or closed by nghttp2
   bool timed_out = false;
+  upstream::Fields trailers_out;             // sent after the last DATA (gRPC status)
+  std::function<void(size_t)> on_body_sent;  // an h2 upstream opens its window
 
   Signal wake;
   asio::steady_timer deadline;
@@ -146,9 +168,13 @@ class H2Connection final : public DownstreamConnection,
   void flush();
   awaitable<void> write_loop();
   awaitable<void> serve_stream(std::shared_ptr<H2Stream> stream);
-  awaitable<bool> exchange(H2Stream& s, const WorkerView& view, const router::Route& route,
-                           observe::RequestSeries*& series, unsigned& status,
-                           std::string& upstream_address);
+  awaitable<bool> exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
+                           const router::Route& route, observe::RequestSeries*& series,
+                           unsigned& status, std::string& upstream_address);
+  awaitable<bool> exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
+                              upstream::UpstreamEndpoint& endpoint,
+                              const upstream::ClusterSpec& spec, const router::Route& route,
+                              unsigned& status);
   void reply_local(H2Stream& s, LocalReason reason);
   void submit_response(H2Stream& s, unsigned status,
                        const std::vector<std::pair<std::string, std::string>>& fields,
@@ -413,21 +439,29 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t,
   return 0;
 }
 
-ssize_t H2Connection::read_body(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
-                                uint32_t* flags, nghttp2_data_source* source, void*) {
+ssize_t H2Connection::read_body(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
+                                size_t length, uint32_t* flags, nghttp2_data_source* source,
+                                void*) {
   auto* s = static_cast<H2Stream*>(source->ptr);
   size_t n = std::min(length, s->body_out.size() - s->out_sent);
   std::memcpy(buf, s->body_out.data() + s->out_sent, n);
   s->out_sent += n;
-  if (s->out_sent == s->body_out.size()) {
+  if (n && s->on_body_sent) s->on_body_sent(n);
+  if (n != 0 && s->out_sent == s->body_out.size()) {
     s->body_out.clear();
     s->out_sent = 0;
     s->wake.notify();  // room again: the stream may read more from its upstream
   }
-  if (s->body_out.empty() && s->out_end)
+  if (s->body_out.empty() && s->out_end) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
-  else if (n == 0)
+    if (!s->trailers_out.empty()) {  // END_STREAM goes on the trailers instead
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      auto nva = to_nva(s->trailers_out);
+      nghttp2_submit_trailer(session, stream_id, nva.data(), nva.size());
+    }
+  } else if (n == 0) {
     return NGHTTP2_ERR_DEFERRED;
+  }
   return static_cast<ssize_t>(n);
 }
 
@@ -508,7 +542,7 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
         if (stream->upstream) stream->upstream->socket.close(ec);
         stream->wake.notify();
       });
-      co_await exchange(s, *view, *route, series, status, upstream_address);
+      co_await exchange(stream, *view, *route, series, status, upstream_address);
     }
   }
   if (series && status) series->count_status(status);
@@ -531,10 +565,10 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
 }
 
 // One request on an HTTP/1.1 upstream. False when the stream was reset.
-awaitable<bool> H2Connection::exchange(H2Stream& s, const WorkerView& view,
-                                       const router::Route& route,
-                                       observe::RequestSeries*& series, unsigned& status,
-                                       std::string& upstream_address) {
+awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
+                                       const router::Route& route, observe::RequestSeries*& series,
+                                       unsigned& status, std::string& upstream_address) {
+  H2Stream& s = *ref;
   const auto& target =
       route.pick_target(route.targets.size() > 1 ? worker_.random() % route.total_weight : 0);
   series = target.requests;
@@ -557,6 +591,8 @@ awaitable<bool> H2Connection::exchange(H2Stream& s, const WorkerView& view,
     upstream::EndpointStats& s;
     ~Release() { s.active_requests.fetch_sub(1, std::memory_order_relaxed); }
   } release{stats};
+
+  if (spec.http2) co_return co_await exchange_h2(s, ref, *endpoint, spec, route, status);
 
   s.upstream = endpoint->acquire(Clock::now(), spec.pool_idle_timeout);
   if (!s.upstream) {
@@ -585,7 +621,8 @@ awaitable<bool> H2Connection::exchange(H2Stream& s, const WorkerView& view,
   http::HeaderList fields;
   for (const auto& [n, v] : s.fields) fields.add(n, v);
   if (!fields.find("host")) fields.add("host", s.authority);
-  const bool chunked = !s.in_end && !s.has_content_length;
+  // The whole request may have arrived before this coroutine ran.
+  const bool chunked = !s.has_content_length && (!s.in_end || !s.body_in.empty());
   std::string_view prefix, rest = s.path;
   if (route.rewrite && !route.prefix.empty()) {
     prefix = route.rewrite_prefix;
@@ -742,6 +779,145 @@ awaitable<bool> H2Connection::exchange(H2Stream& s, const WorkerView& view,
   nghttp2_session_resume_data(session_, s.id);
   flush();
   co_return complete;
+}
+
+// One request on a multiplexed HTTP/2 upstream: headers, DATA and trailers
+// pass through as they are, both bodies stream (gRPC bidi included), and
+// each side's window opens only as the other side takes the bytes.
+awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
+                                          upstream::UpstreamEndpoint& endpoint,
+                                          const upstream::ClusterSpec& spec,
+                                          const router::Route& route, unsigned& status) {
+  auto fail = [&](LocalReason reason) {
+    if (!s.closed) reply_local(s, reason);
+    status = http::local_reply(reason).status;
+  };
+  std::erase_if(endpoint.h2_clients, [](const auto& c) { return !c->open(); });
+  std::shared_ptr<upstream::H2Client> client;
+  for (auto& c : endpoint.h2_clients)
+    if (c->usable()) client = c;
+  if (!client) {  // none yet, or all at the peer's stream limit: one more connection
+    tcp::socket socket(client_.get_executor());
+    asio::steady_timer connect_timer(client_.get_executor(), spec.connect_timeout);
+    connect_timer.async_wait([&socket](error_code ec) {
+      if (!ec) socket.close(ec);
+    });
+    error_code ec;
+    co_await socket.async_connect(endpoint.address().address, nothrow(ec));
+    connect_timer.cancel();
+    if (ec || !socket.is_open()) {
+      spec.stats->connect_failures.add();
+      endpoint.stats().connect_failures.fetch_add(1, std::memory_order_relaxed);
+      fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamConnectFailure);
+      co_return false;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    client =
+        std::make_shared<upstream::H2Client>(std::move(socket), &spec.stats->active_connections);
+    if (!client->start()) {
+      fail(LocalReason::kUpstreamConnectFailure);
+      co_return false;
+    }
+    endpoint.h2_clients.push_back(client);
+  }
+
+  // -- request head
+  std::string path = s.path;
+  if (route.rewrite && !route.prefix.empty() && path.starts_with(route.prefix))
+    path = route.rewrite_prefix + path.substr(route.prefix.size());
+  upstream::Fields request = {
+      {":method", s.method}, {":scheme", "http"}, {":authority", s.authority}, {":path", path}};
+  std::string forwarded_for;
+  bool has_request_id = false, has_proto = false;
+  for (const auto& [n, v] : s.fields) {
+    if (connection_specific(n, v) || route.request_headers.removes(n)) continue;
+    if (n == "x-forwarded-for") {
+      forwarded_for.append(v).append(", ");
+      continue;
+    }
+    has_request_id |= n == "x-request-id";
+    has_proto |= n == "x-forwarded-proto";
+    request.emplace_back(n, v);
+  }
+  request.emplace_back("x-forwarded-for", forwarded_for + client_ip_);
+  if (!has_proto) request.emplace_back("x-forwarded-proto", "http");
+  if (!has_request_id) {
+    char id[kRequestIdSize];
+    request.emplace_back("x-request-id", std::string(make_request_id(worker_, id)));
+  }
+  for (const auto& [n, v] : route.request_headers.add) request.emplace_back(n, v);
+
+  auto up = std::make_shared<upstream::H2ClientStream>();
+  up->request_body = &s.body_in;
+  up->request_end = &s.in_end;
+  auto self = shared_from_this();
+  const int32_t down_id = s.id;
+  up->on_request_taken = [self, ref, down_id](size_t n) {
+    if (ref->closed) return;
+    nghttp2_session_consume(self->session_, down_id, n);  // the client may send more
+    self->flush();
+  };
+  up->response_body = &s.body_out;
+  up->on_event = [ref] { ref->wake.notify(); };
+  if (!client->submit(up, request, !s.in_end || !s.body_in.empty())) {
+    fail(LocalReason::kUpstreamReset);
+    co_return false;
+  }
+  auto pump_request = [&] {
+    if (!s.body_in.empty() || s.in_end) client->resume(up->id);
+  };
+
+  // -- response head (the request body keeps streaming meanwhile)
+  while (!up->headers_done && !up->reset && !s.closed && !s.timed_out) {
+    co_await s.wake.wait();
+    pump_request();
+  }
+  if (s.closed) {
+    client->cancel(up->id);
+    co_return false;
+  }
+  if (!up->headers_done) {
+    client->cancel(up->id);
+    fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset);
+    co_return false;
+  }
+  status = up->status;
+  upstream::Fields response;
+  for (const auto& [n, v] : up->headers)
+    if (!connection_specific(n, v) && !route.response_headers.removes(n))
+      response.emplace_back(n, v);
+  for (const auto& [n, v] : route.response_headers.add) response.emplace_back(n, v);
+  s.on_body_sent = [client, id = up->id](size_t n) { client->consume(id, n); };
+  // A response that ended with its head (gRPC trailers-only) has no DATA.
+  const bool has_body = !(up->end && s.body_out.empty());
+  auto take_trailers = [&] {
+    s.trailers_out = std::move(up->trailers);
+    std::erase_if(s.trailers_out,
+                  [](const auto& f) { return connection_specific(f.first, f.second); });
+  };
+  if (up->end) take_trailers();  // before out_end: the last DATA frame carries them
+  s.out_end = up->end;
+  submit_response(s, status, response, has_body);
+
+  // -- response body and trailers
+  while (!up->end && !up->reset && !s.closed && !s.timed_out) {
+    nghttp2_session_resume_data(session_, s.id);
+    flush();
+    co_await s.wake.wait();
+    pump_request();
+  }
+  if (s.closed || up->reset || s.timed_out) {
+    if (!up->end) client->cancel(up->id);
+    if (!s.closed)
+      nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_INTERNAL_ERROR);
+    flush();
+    co_return false;
+  }
+  take_trailers();
+  s.out_end = true;
+  if (has_body) nghttp2_session_resume_data(session_, s.id);
+  flush();
+  co_return true;
 }
 
 }  // namespace

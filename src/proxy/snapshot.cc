@@ -85,8 +85,7 @@ class Compiler {
       case v1::Cluster::RANDOM: out->lb = upstream::LbPolicy::kRandom; break;
       default: error(path + ".lb", "ring_hash and maglev are not supported yet"); break;
     }
-    if (in.protocol() == v1::Cluster::HTTP2)
-      error(path + ".protocol", "http2 upstreams are not supported yet");
+    out->http2 = in.protocol() == v1::Cluster::HTTP2;
     for (int e = 0; e < in.endpoints_size(); ++e) {
       const auto& text = in.endpoints(e);
       if (auto endpoint = net::parse_endpoint(text)) out->static_endpoints.push_back(*endpoint);

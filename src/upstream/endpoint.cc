@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include "remora/observe/metrics.h"
+#include "remora/upstream/h2_client.h"
 
 namespace remora::upstream {
 
@@ -48,6 +49,10 @@ void UpstreamEndpoint::sweep(std::chrono::steady_clock::time_point now,
   std::erase_if(idle_, [&](const auto& c) { return now - c->idle_since >= idle_timeout; });
 }
 
-void UpstreamEndpoint::close_idle() { idle_.clear(); }
+void UpstreamEndpoint::close_idle() {
+  idle_.clear();
+  for (auto& client : h2_clients) client->close();
+  h2_clients.clear();
+}
 
 }  // namespace remora::upstream

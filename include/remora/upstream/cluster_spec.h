@@ -17,6 +17,7 @@ enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
 struct ClusterSpec {
   std::string name;
   LbPolicy lb = LbPolicy::kRoundRobin;
+  bool http2 = false;  // multiplexed h2c to the endpoints (else HTTP/1.1 keep-alive)
   std::vector<net::Endpoint> static_endpoints;
   std::vector<net::DnsName> dns_names;
   std::chrono::milliseconds connect_timeout{5000};

@@ -43,6 +43,9 @@ class UpstreamEndpoint {
   void sweep(std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle_timeout);
   void close_idle();
 
+  // Multiplexed HTTP/2 connections to this endpoint (clusters with protocol http2).
+  std::vector<std::shared_ptr<class H2Client>> h2_clients;
+
  private:
   EndpointAddress address_;
   std::vector<std::unique_ptr<UpstreamConnection>> idle_;  // most recently used last

@@ -1,0 +1,92 @@
+#pragma once
+// One multiplexed HTTP/2 (h2c, prior knowledge) connection to an upstream
+// endpoint, on nghttp2's client session. Requests are streams on it; the
+// caller owns each stream's buffers and is woken through a callback. Flow
+// control follows the caller: response DATA is acknowledged (WINDOW_UPDATE)
+// only when the caller says it passed the bytes on.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nghttp2/nghttp2.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "remora/net/buffer_recycler.h"
+
+namespace remora::observe {
+class Gauge;
+}
+
+namespace remora::upstream {
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+struct H2ClientStream {
+  int32_t id = -1;
+  // Request body, owned by the caller: bytes are taken from the front of
+  // `request_body` as frames go out; `request_end` says no more will come.
+  std::string* request_body = nullptr;
+  const bool* request_end = nullptr;
+  std::function<void(size_t)> on_request_taken;  // bytes taken (caller opens its window)
+  // Response, filled in by the client.
+  unsigned status = 0;
+  Fields headers;
+  Fields trailers;
+  std::string* response_body = nullptr;  // DATA is appended here
+  bool headers_done = false;
+  bool end = false;                // END_STREAM received
+  bool reset = false;              // RST_STREAM, GOAWAY above it, or the connection died
+  bool refused = false;            // never processed by the upstream: safe to retry
+  std::function<void()> on_event;  // something above changed
+};
+
+class H2Client : public std::enable_shared_from_this<H2Client> {
+ public:
+  H2Client(boost::asio::ip::tcp::socket socket, observe::Gauge* active);
+  ~H2Client();
+
+  // Sends the preface and SETTINGS and starts reading. False on failure.
+  bool start();
+  // Room for one more stream: open, no GOAWAY, under the peer's limit.
+  bool usable() const;
+  bool open() const { return open_; }
+
+  // `request` holds pseudo-headers first. The stream stays the caller's.
+  bool submit(std::shared_ptr<H2ClientStream> stream, const Fields& request, bool has_body);
+  void resume(int32_t stream_id);                 // more request body is ready
+  void consume(int32_t stream_id, size_t bytes);  // response bytes passed on
+  void cancel(int32_t stream_id);                 // RST_STREAM CANCEL
+  void close();
+
+ private:
+  boost::asio::awaitable<void> read_loop();
+  boost::asio::awaitable<void> write_loop();
+  void flush();
+  void fail_all();
+
+  static int on_header(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t,
+                       const uint8_t*, size_t, uint8_t, void*);
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame*, void*);
+  static ssize_t read_request_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*,
+                                   nghttp2_data_source*, void*);
+  static int on_data_chunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
+  static int on_stream_close(nghttp2_session*, int32_t, uint32_t, void*);
+
+  boost::asio::ip::tcp::socket socket_;
+  observe::Gauge* active_;
+  nghttp2_session* session_ = nullptr;
+  net::ReadBuffer in_;
+  std::string out_;
+  bool writing_ = false;
+  bool open_ = false;
+  bool goaway_ = false;
+  std::map<int32_t, std::shared_ptr<H2ClientStream>> streams_;
+};
+
+}  // namespace remora::upstream

@@ -1,0 +1,256 @@
+#include "remora/upstream/h2_client.h"
+
+#include <cstring>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "remora/observe/metrics.h"
+
+namespace remora::upstream {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+constexpr int32_t kStreamWindow = 64 * 1024;
+constexpr int32_t kConnectionWindow = 1024 * 1024;
+}  // namespace
+
+H2Client::H2Client(asio::ip::tcp::socket socket, observe::Gauge* active)
+    : socket_(std::move(socket)), active_(active), in_(1024 * 1024) {
+  if (active_) active_->add(1);
+}
+
+H2Client::~H2Client() {
+  if (session_) nghttp2_session_del(session_);
+  if (active_) active_->add(-1);
+}
+
+bool H2Client::start() {
+  nghttp2_session_callbacks* callbacks;
+  nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+  nghttp2_option* option;
+  nghttp2_option_new(&option);
+  nghttp2_option_set_no_auto_window_update(option,
+                                           1);  // windows open as the caller passes bytes on
+  nghttp2_option_set_max_settings(option, 32);
+  int rv = nghttp2_session_client_new2(&session_, callbacks, this, option);
+  nghttp2_option_del(option);
+  nghttp2_session_callbacks_del(callbacks);
+  if (rv != 0) return false;
+  nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                                       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow}};
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  open_ = true;
+  asio::co_spawn(socket_.get_executor(), read_loop(), asio::detached);
+  flush();
+  return true;
+}
+
+bool H2Client::usable() const {
+  if (!open_ || goaway_ || !session_) return false;
+  auto limit =
+      nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  return streams_.size() < limit && nghttp2_session_get_next_stream_id(session_) < (1u << 30);
+}
+
+bool H2Client::submit(std::shared_ptr<H2ClientStream> stream, const Fields& request,
+                      bool has_body) {
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(request.size());
+  for (const auto& [n, v] : request)
+    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                   reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                   NGHTTP2_NV_FLAG_NONE});
+  nghttp2_data_provider provider{};
+  provider.source.ptr = stream.get();
+  provider.read_callback = read_request_body;
+  int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(),
+                                      has_body ? &provider : nullptr, stream.get());
+  if (id < 0) return false;
+  stream->id = id;
+  streams_[id] = std::move(stream);
+  flush();
+  return true;
+}
+
+void H2Client::resume(int32_t stream_id) {
+  if (!session_) return;
+  nghttp2_session_resume_data(session_, stream_id);
+  flush();
+}
+
+void H2Client::consume(int32_t stream_id, size_t bytes) {
+  if (!session_ || !open_) return;
+  nghttp2_session_consume(session_, stream_id, bytes);
+  flush();
+}
+
+void H2Client::cancel(int32_t stream_id) {
+  if (!session_ || !open_) return;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
+  flush();
+}
+
+void H2Client::close() {
+  error_code ec;
+  socket_.close(ec);
+}
+
+void H2Client::fail_all() {
+  open_ = false;
+  auto streams = std::move(streams_);
+  streams_.clear();
+  for (auto& [id, stream] : streams) {
+    if (stream->end) continue;
+    stream->reset = true;
+    if (stream->on_event) stream->on_event();
+  }
+}
+
+asio::awaitable<void> H2Client::read_loop() {
+  auto self = shared_from_this();
+  for (;;) {
+    error_code ec;
+    size_t n = co_await socket_.async_read_some(in_.prepare(net::kRecycledBlock), nothrow(ec));
+    if (ec) break;
+    in_.commit(n);
+    ssize_t used = nghttp2_session_mem_recv(
+        session_, static_cast<const uint8_t*>(in_.data().data()), in_.size());
+    if (used < 0) break;
+    in_.consume(static_cast<size_t>(used));
+    flush();
+    if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) break;
+  }
+  fail_all();
+  close();
+}
+
+void H2Client::flush() {
+  if (writing_ || !open_) return;
+  writing_ = true;
+  asio::co_spawn(socket_.get_executor(), write_loop(), asio::detached);
+}
+
+asio::awaitable<void> H2Client::write_loop() {
+  auto self = shared_from_this();
+  for (;;) {
+    out_.clear();
+    while (out_.size() < 64 * 1024) {
+      const uint8_t* data;
+      ssize_t n = nghttp2_session_mem_send(session_, &data);
+      if (n <= 0) break;
+      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    }
+    if (out_.empty()) break;
+    error_code ec;
+    co_await asio::async_write(socket_, asio::buffer(out_), nothrow(ec));
+    if (ec) {
+      close();
+      break;
+    }
+  }
+  writing_ = false;
+}
+
+// ---------------------------------------------------------------- callbacks
+
+int H2Client::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                        size_t name_len, const uint8_t* value, size_t value_len, uint8_t,
+                        void* user) {
+  auto* self = static_cast<H2Client*>(user);
+  auto it = self->streams_.find(frame->hd.stream_id);
+  if (it == self->streams_.end()) return 0;
+  auto& stream = *it->second;
+  std::string_view n(reinterpret_cast<const char*>(name), name_len);
+  std::string_view v(reinterpret_cast<const char*>(value), value_len);
+  if (frame->headers.cat == NGHTTP2_HCAT_HEADERS && stream.headers_done) {
+    stream.trailers.emplace_back(n, v);
+  } else if (n == ":status") {
+    unsigned status = 0;
+    for (char c : v) status = status * 10 + static_cast<unsigned>(c - '0');
+    if (status >= 200 || status == 101) stream.status = status;
+  } else if (!n.starts_with(":")) {
+    stream.headers.emplace_back(n, v);
+  }
+  return 0;
+}
+
+int H2Client::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<H2Client*>(user);
+  if (frame->hd.type == NGHTTP2_GOAWAY) {
+    self->goaway_ = true;
+    // Streams above last_stream_id were never processed: the caller may retry them.
+    for (auto& [id, stream] : self->streams_)
+      if (id > frame->goaway.last_stream_id) stream->refused = true;
+    return 0;
+  }
+  auto it = self->streams_.find(frame->hd.stream_id);
+  if (it == self->streams_.end()) return 0;
+  auto& stream = *it->second;
+  if (frame->hd.type == NGHTTP2_HEADERS) {
+    if (stream.status != 0 && !stream.headers_done) {
+      stream.headers_done = true;  // a final response head (1xx heads are skipped)
+    } else if (stream.status == 0) {
+      stream.headers.clear();  // interim 1xx
+    }
+  }
+  if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) stream.end = true;
+  if (stream.on_event) stream.on_event();
+  return 0;
+}
+
+int H2Client::on_data_chunk(nghttp2_session* session, uint8_t, int32_t stream_id,
+                            const uint8_t* data, size_t len, void* user) {
+  auto* self = static_cast<H2Client*>(user);
+  auto it = self->streams_.find(stream_id);
+  if (it == self->streams_.end() || !it->second->response_body) {
+    nghttp2_session_consume(session, stream_id, len);
+    return 0;
+  }
+  it->second->response_body->append(reinterpret_cast<const char*>(data), len);
+  if (it->second->on_event) it->second->on_event();
+  return 0;
+}
+
+int H2Client::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code,
+                              void* user) {
+  auto* self = static_cast<H2Client*>(user);
+  auto it = self->streams_.find(stream_id);
+  if (it == self->streams_.end()) return 0;
+  auto stream = it->second;
+  self->streams_.erase(it);
+  if (!stream->end || error_code != NGHTTP2_NO_ERROR) {
+    stream->reset = !stream->end;
+    if (error_code == NGHTTP2_REFUSED_STREAM) stream->refused = true;
+  }
+  if (stream->on_event) stream->on_event();
+  return 0;
+}
+
+ssize_t H2Client::read_request_body(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                                    uint32_t* flags, nghttp2_data_source* source, void*) {
+  auto* stream = static_cast<H2ClientStream*>(source->ptr);
+  auto& body = *stream->request_body;
+  size_t n = std::min(length, body.size());
+  std::memcpy(buf, body.data(), n);
+  body.erase(0, n);
+  if (n && stream->on_request_taken) stream->on_request_taken(n);
+  if (body.empty() && *stream->request_end)
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+  else if (n == 0)
+    return NGHTTP2_ERR_DEFERRED;
+  return static_cast<ssize_t>(n);
+}
+
+}  // namespace remora::upstream
