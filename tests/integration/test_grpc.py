@@ -1,0 +1,112 @@
+"""gRPC through remora: a real grpcio client and server (Debian's
+python3-grpcio), h2c both sides, all four call kinds."""
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from conftest import simple_config
+from helpers import REPO, free_port
+
+SERVER = REPO / "tests" / "upstream" / "grpc_echo.py"
+
+
+@pytest.fixture
+def grpc_server():
+    port = free_port()
+    proc = subprocess.Popen(["/usr/bin/python3", str(SERVER), str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def grpc_config(port, timeout="15s"):
+    return simple_config(
+        [{"name": "echo", "match": {"prefix": "/test.Echo/"}, "cluster": "grpc",
+          "timeout": timeout}],
+        [{"name": "grpc", "protocol": "http2", "endpoints": ["127.0.0.1:%d" % port]}])
+
+
+@pytest.fixture
+def channel(procs, grpc_server):
+    remora = procs.remora(grpc_config(grpc_server))
+    ch = grpc.insecure_channel("127.0.0.1:%d" % remora.port())
+    yield ch, remora
+    ch.close()
+
+
+def test_unary_with_trailing_metadata(channel):
+    ch, _ = channel
+    response, call = ch.unary_unary("/test.Echo/Unary").with_call(b"hi", timeout=5)
+    assert response == b"echo:hi"
+    trailers = dict(call.trailing_metadata())
+    assert trailers["x-trace"] == "t1"
+    assert trailers["x-custom-bin"] == b"\x00\x01"
+    assert call.code() == grpc.StatusCode.OK
+
+
+def test_error_status_and_message_pass_through(channel):
+    ch, _ = channel
+    with pytest.raises(grpc.RpcError) as e:
+        ch.unary_unary("/test.Echo/Unary")(b"fail", timeout=5)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert e.value.details() == "no such thing"
+
+
+def test_client_streaming_1000_messages(channel):
+    ch, _ = channel
+    total = ch.stream_unary("/test.Echo/ClientStream")(iter([b"x" * 100] * 1000), timeout=20)
+    assert total == b"100000"
+
+
+def test_server_streaming_1000_messages(channel):
+    ch, _ = channel
+    messages = list(ch.unary_stream("/test.Echo/ServerStream")(b"1000", timeout=20))
+    assert messages == [b"m%d" % i for i in range(1000)]
+
+
+def test_bidi_streaming_1000_messages(channel):
+    ch, _ = channel
+    sent = [b"msg%d" % i for i in range(1000)]
+    got = list(ch.stream_stream("/test.Echo/Bidi")(iter(sent), timeout=20))
+    assert got == [m.upper() for m in sent]
+
+
+def test_client_deadline_is_honoured(channel):
+    ch, remora = channel
+    start = time.monotonic()
+    with pytest.raises(grpc.RpcError) as e:
+        ch.unary_unary("/test.Echo/Slow")(b"3000", timeout=0.5)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - start < 2.5
+    # the connection and the proxy still serve
+    assert ch.unary_unary("/test.Echo/Unary")(b"again", timeout=5) == b"echo:again"
+
+
+def test_unknown_service_is_unimplemented(channel):
+    ch, _ = channel
+    with pytest.raises(grpc.RpcError) as e:
+        ch.unary_unary("/other.Service/Call")(b"x", timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_upstream_down_is_unavailable(procs):
+    remora = procs.remora(grpc_config(free_port()))
+    with grpc.insecure_channel("127.0.0.1:%d" % remora.port()) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary("/test.Echo/Unary")(b"x", timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_route_timeout_is_deadline_exceeded(procs, grpc_server):
+    remora = procs.remora(grpc_config(grpc_server, timeout="300ms"))
+    with grpc.insecure_channel("127.0.0.1:%d" % remora.port()) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary("/test.Echo/Slow")(b"2000", timeout=5)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
