@@ -19,6 +19,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -31,7 +32,9 @@
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
 #include "remora/proxy/downstream.h"
+#include "remora/proxy/h2_translate.h"
 #include "remora/proxy/request_id.h"
+#include "remora/proxy/signal.h"
 #include "remora/proxy/worker_context.h"
 #include "remora/upstream/h2_client.h"
 
@@ -53,30 +56,6 @@ constexpr int32_t kConnectionWindow = 1024 * 1024;
 
 auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
-// A one-waiter wake-up: notify() before wait() is not lost.
-class Signal {
- public:
-  explicit Signal(const asio::any_io_executor& ex) : timer_(ex) {
-    timer_.expires_at(asio::steady_timer::time_point::max());
-  }
-  void notify() {
-    pending_ = true;
-    timer_.cancel();
-  }
-  awaitable<void> wait() {
-    if (!pending_) {
-      timer_.expires_at(asio::steady_timer::time_point::max());
-      error_code ec;
-      co_await timer_.async_wait(nothrow(ec));
-    }
-    pending_ = false;
-  }
-
- private:
-  asio::steady_timer timer_;
-  bool pending_ = false;
-};
-
 // Views for nghttp2 (it copies them when the frame is submitted).
 std::vector<nghttp2_nv> to_nva(const upstream::Fields& fields) {
   std::vector<nghttp2_nv> nva;
@@ -88,11 +67,10 @@ std::vector<nghttp2_nv> to_nva(const upstream::Fields& fields) {
   return nva;
 }
 
-// Fields that are about one connection and so never cross a proxy
-// (RFC 9113 §8.2.2); `te` only as "trailers", which gRPC needs.
-bool connection_specific(std::string_view name, std::string_view value) {
-  if (name == "te") return value != "trailers";
-  return http::h1::is_hop_by_hop(name) || name == "host";
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
 }
 
 bool is_grpc(std::string_view content_type) { return content_type.starts_with("application/grpc"); }
@@ -132,7 +110,9 @@ struct H2Stream {
   size_t out_sent = 0;
   bool out_end = false;
   bool closed = false;  // reset by the client or closed by nghttp2
+  bool reset_by_client = false;
   bool timed_out = false;
+  upstream::Fields trailers_in;              // the client's, after its DATA
   upstream::Fields trailers_out;             // sent after the last DATA (gRPC status)
   std::function<void(size_t)> on_body_sent;  // an h2 upstream opens its window
 
@@ -180,6 +160,18 @@ class H2Connection final : public DownstreamConnection,
                        const std::vector<std::pair<std::string, std::string>>& fields,
                        bool with_body);
   void close_streams();
+  // Records how a stream ended; true when >= 50 % of the last 500 were reset
+  // early by the client (rapid reset below nghttp2's rate limit).
+  bool note_reset(bool reset) {
+    constexpr size_t kWindow = 500;
+    if (recent_.size() < kWindow) recent_.resize(kWindow);
+    resets_ += reset;
+    resets_ -= recent_[next_recent_];
+    recent_[next_recent_] = reset;
+    next_recent_ = (next_recent_ + 1) % kWindow;
+    closed_streams_ += 1;
+    return closed_streams_ >= kWindow && resets_ * 2 >= kWindow;
+  }
 
   // nghttp2 callbacks
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame*, void*);
@@ -203,6 +195,8 @@ class H2Connection final : public DownstreamConnection,
   asio::steady_timer idle_timer_;
   std::map<int32_t, std::shared_ptr<H2Stream>> streams_;
   observe::ListenerSeries* stats_ = nullptr;
+  std::vector<uint8_t> recent_;  // 1 = that stream was reset early by the client
+  size_t next_recent_ = 0, resets_ = 0, closed_streams_ = 0;
 };
 
 // ---------------------------------------------------------------- session
@@ -253,7 +247,13 @@ awaitable<void> H2Connection::run() {
       if (in_.size() != 0) {
         auto data = static_cast<const uint8_t*>(in_.data().data());
         ssize_t used = nghttp2_session_mem_recv(session_, data, in_.size());
-        if (used < 0) break;  // a connection error: nghttp2 queued the GOAWAY
+        if (used < 0) {  // a connection error: say why (GOAWAY) before closing
+          nghttp2_session_terminate_session(session_, used == NGHTTP2_ERR_FLOODED
+                                                          ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                          : NGHTTP2_PROTOCOL_ERROR);
+          flush();
+          break;
+        }
         in_.consume(static_cast<size_t>(used));
         flush();
       }
@@ -362,7 +362,15 @@ int H2Connection::on_header(nghttp2_session* session, const nghttp2_frame* frame
                             size_t value_len, uint8_t, void*) {
   auto* stream =
       static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
-  if (!stream || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;  // trailers: dropped
+  if (!stream) return 0;
+  if (frame->headers.cat == NGHTTP2_HCAT_HEADERS) {  // request trailers
+    std::string_view n(reinterpret_cast<const char*>(name_bytes), name_len);
+    if (!n.starts_with(":"))
+      stream->trailers_in.emplace_back(
+          n, std::string_view(reinterpret_cast<const char*>(value_bytes), value_len));
+    return 0;
+  }
+  if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   std::string_view name(reinterpret_cast<const char*>(name_bytes), name_len);
   std::string_view value(reinterpret_cast<const char*>(value_bytes), value_len);
   // DESIGN §6: 60 KiB and 100 fields, counted after cookie reassembly.
@@ -382,7 +390,10 @@ int H2Connection::on_header(nghttp2_session* session, const nghttp2_frame* frame
   else {
     if (name == "content-type") stream->content_type = value;
     if (name == "content-length") stream->has_content_length = true;
-    if (name == "host" && stream->authority.empty()) stream->authority = value;
+    if (name == "host") {  // :authority wins; the upstream gets the one routing saw
+      if (stream->authority.empty()) stream->authority = value;
+      return 0;
+    }
     if (name == "cookie") {  // one h1 field, "; "-joined (RFC 9113 §8.2.3)
       for (auto& [n, v] : stream->fields)
         if (n == "cookie") {
@@ -400,10 +411,15 @@ int H2Connection::on_frame_recv(nghttp2_session* session, const nghttp2_frame* f
   auto it = self->streams_.find(frame->hd.stream_id);
   if (it == self->streams_.end()) return 0;
   auto& stream = it->second;
+  if (frame->hd.type == NGHTTP2_RST_STREAM) stream->reset_by_client = true;
   const bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
   if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
     stream->in_end = end_stream;
-    asio::co_spawn(self->client_.get_executor(), self->serve_stream(stream), asio::detached);
+    // Posted, not run inline: a RST_STREAM in the same read is seen first,
+    // so a rapid-reset flood causes no upstream work.
+    asio::post(self->client_.get_executor(), [self = self->shared_from_this(), stream] {
+      asio::co_spawn(self->client_.get_executor(), self->serve_stream(stream), asio::detached);
+    });
   } else if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) && end_stream) {
     stream->in_end = true;
     stream->wake.notify();
@@ -432,6 +448,10 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t,
   auto stream = it->second;
   self->streams_.erase(it);
   stream->closed = true;
+  if (self->note_reset(stream->reset_by_client)) {  // DESIGN §6: a reset-heavy client
+    nghttp2_session_terminate_session(self->session_, NGHTTP2_ENHANCE_YOUR_CALM);
+    self->flush();
+  }
   error_code ec;
   if (stream->upstream) stream->upstream->socket.close(ec);  // the client gave up: so do we
   stream->wake.notify();
@@ -574,6 +594,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   series = target.requests;
   auto& cluster = *view.clusters[target.cluster];
   const auto& spec = cluster.spec();
+  if (s.closed) co_return false;  // reset before we got to it (rapid reset): no upstream work
   auto endpoint = cluster.pick(worker_.random());
   auto fail = [&](LocalReason reason) {
     if (!s.closed) reply_local(s, reason);
@@ -620,7 +641,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   // -- request head and body
   http::HeaderList fields;
   for (const auto& [n, v] : s.fields) fields.add(n, v);
-  if (!fields.find("host")) fields.add("host", s.authority);
+  fields.add("host", s.authority);
   // The whole request may have arrived before this coroutine ran.
   const bool chunked = !s.has_content_length && (!s.in_end || !s.body_in.empty());
   std::string_view prefix, rest = s.path;
@@ -661,8 +682,12 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     if (!s.closed) nghttp2_session_consume(session_, s.id, piece.size());
     flush();
   }
-  if (!ec && chunked && !s.closed && !s.timed_out)
-    co_await asio::async_write(up.socket, asio::buffer("0\r\n\r\n", 5), nothrow(ec));
+  if (!ec && chunked && !s.closed && !s.timed_out) {
+    std::string last = "0\r\n";  // the last chunk, with the client's trailers
+    for (const auto& [n, v] : s.trailers_in) last.append(n).append(": ").append(v).append("\r\n");
+    last.append("\r\n");
+    co_await asio::async_write(up.socket, asio::buffer(last), nothrow(ec));
+  }
   if (s.closed) {
     s.upstream.reset();
     co_return false;
@@ -735,6 +760,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
 
   // -- response body: decoded from h1 framing into DATA frames
   response.decoded_body = &s.body_out;
+  const size_t head_fields = response.headers.size();  // later ones are chunked trailers
   while (has_body && !response.is_done()) {
     size_t used = 0;
     while (!response.is_done() && used < up.buffer.size()) {
@@ -745,6 +771,11 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
       }
       if (ec || n == 0) break;
       used += n;
+    }
+    if (response.is_done()) {  // copy the trailers while their bytes are still buffered
+      for (auto it = response.headers.begin() + head_fields; it != response.headers.end(); ++it)
+        if (!connection_specific(it->name, it->value))
+          s.trailers_out.emplace_back(lower(it->name), std::string(it->value));
     }
     up.buffer.consume(used);
     if (ec) break;
@@ -792,60 +823,20 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     if (!s.closed) reply_local(s, reason);
     status = http::local_reply(reason).status;
   };
-  std::erase_if(endpoint.h2_clients, [](const auto& c) { return !c->open(); });
-  std::shared_ptr<upstream::H2Client> client;
-  for (auto& c : endpoint.h2_clients)
-    if (c->usable()) client = c;
-  if (!client) {  // none yet, or all at the peer's stream limit: one more connection
-    tcp::socket socket(client_.get_executor());
-    asio::steady_timer connect_timer(client_.get_executor(), spec.connect_timeout);
-    connect_timer.async_wait([&socket](error_code ec) {
-      if (!ec) socket.close(ec);
-    });
-    error_code ec;
-    co_await socket.async_connect(endpoint.address().address, nothrow(ec));
-    connect_timer.cancel();
-    if (ec || !socket.is_open()) {
-      spec.stats->connect_failures.add();
-      endpoint.stats().connect_failures.fetch_add(1, std::memory_order_relaxed);
-      fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamConnectFailure);
-      co_return false;
-    }
-    socket.set_option(tcp::no_delay(true), ec);
-    client =
-        std::make_shared<upstream::H2Client>(std::move(socket), &spec.stats->active_connections);
-    if (!client->start()) {
-      fail(LocalReason::kUpstreamConnectFailure);
-      co_return false;
-    }
-    endpoint.h2_clients.push_back(client);
+  auto client = co_await upstream::h2_client_for(endpoint, spec);
+  if (!client) {
+    fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamConnectFailure);
+    co_return false;
   }
 
   // -- request head
   std::string path = s.path;
   if (route.rewrite && !route.prefix.empty() && path.starts_with(route.prefix))
     path = route.rewrite_prefix + path.substr(route.prefix.size());
-  upstream::Fields request = {
-      {":method", s.method}, {":scheme", "http"}, {":authority", s.authority}, {":path", path}};
-  std::string forwarded_for;
-  bool has_request_id = false, has_proto = false;
-  for (const auto& [n, v] : s.fields) {
-    if (connection_specific(n, v) || route.request_headers.removes(n)) continue;
-    if (n == "x-forwarded-for") {
-      forwarded_for.append(v).append(", ");
-      continue;
-    }
-    has_request_id |= n == "x-request-id";
-    has_proto |= n == "x-forwarded-proto";
-    request.emplace_back(n, v);
-  }
-  request.emplace_back("x-forwarded-for", forwarded_for + client_ip_);
-  if (!has_proto) request.emplace_back("x-forwarded-proto", "http");
-  if (!has_request_id) {
-    char id[kRequestIdSize];
-    request.emplace_back("x-request-id", std::string(make_request_id(worker_, id)));
-  }
-  for (const auto& [n, v] : route.request_headers.add) request.emplace_back(n, v);
+  http::HeaderList fields;
+  for (const auto& [n, v] : s.fields) fields.add(n, v);
+  auto request =
+      h2_request(s.method, s.authority, path, fields, route.request_headers, client_ip_, worker_);
 
   auto up = std::make_shared<upstream::H2ClientStream>();
   up->request_body = &s.body_in;
@@ -882,11 +873,7 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     co_return false;
   }
   status = up->status;
-  upstream::Fields response;
-  for (const auto& [n, v] : up->headers)
-    if (!connection_specific(n, v) && !route.response_headers.removes(n))
-      response.emplace_back(n, v);
-  for (const auto& [n, v] : route.response_headers.add) response.emplace_back(n, v);
+  auto response = h2_response(up->headers, route.response_headers);
   s.on_body_sent = [client, id = up->id](size_t n) { client->consume(id, n); };
   // A response that ended with its head (gRPC trailers-only) has no DATA.
   const bool has_body = !(up->end && s.body_out.empty());

@@ -42,10 +42,12 @@ class Compiler {
     snap->workers = c.workers() ? c.workers() : std::max(1u, std::thread::hardware_concurrency());
     snap->drain_timeout = to_ms(c.drain_timeout(), milliseconds(15'000));
     if (c.max_connections()) snap->max_connections = c.max_connections();
-    auto admin = net::parse_endpoint(c.admin().address().empty() ? "127.0.0.1:9901"
-                                                                 : c.admin().address());
-    if (!admin) error("admin.address", "not a host:port address");
-    else snap->admin_address = *admin;
+    auto admin =
+        net::parse_endpoint(c.admin().address().empty() ? "127.0.0.1:9901" : c.admin().address());
+    if (!admin)
+      error("admin.address", "not a host:port address");
+    else
+      snap->admin_address = *admin;
     snap->access_log.path = c.observability().access_log().path();
     snap->access_log.json = c.observability().access_log().format() == v1::AccessLog::JSON;
     if (!c.observability().log_level().empty()) snap->log_level = c.observability().log_level();
@@ -80,17 +82,28 @@ class Compiler {
     auto out = std::make_shared<upstream::ClusterSpec>();
     out->name = in.name();
     switch (in.lb()) {
-      case v1::Cluster::ROUND_ROBIN: out->lb = upstream::LbPolicy::kRoundRobin; break;
-      case v1::Cluster::LEAST_REQUEST: out->lb = upstream::LbPolicy::kLeastRequest; break;
-      case v1::Cluster::RANDOM: out->lb = upstream::LbPolicy::kRandom; break;
-      default: error(path + ".lb", "ring_hash and maglev are not supported yet"); break;
+      case v1::Cluster::ROUND_ROBIN:
+        out->lb = upstream::LbPolicy::kRoundRobin;
+        break;
+      case v1::Cluster::LEAST_REQUEST:
+        out->lb = upstream::LbPolicy::kLeastRequest;
+        break;
+      case v1::Cluster::RANDOM:
+        out->lb = upstream::LbPolicy::kRandom;
+        break;
+      default:
+        error(path + ".lb", "ring_hash and maglev are not supported yet");
+        break;
     }
     out->http2 = in.protocol() == v1::Cluster::HTTP2;
     for (int e = 0; e < in.endpoints_size(); ++e) {
       const auto& text = in.endpoints(e);
-      if (auto endpoint = net::parse_endpoint(text)) out->static_endpoints.push_back(*endpoint);
-      else if (auto name = net::parse_dns_name(text)) out->dns_names.push_back(*name);
-      else error(path + ".endpoints[" + std::to_string(e) + "]", "not ip:port or dns:name:port");
+      if (auto endpoint = net::parse_endpoint(text))
+        out->static_endpoints.push_back(*endpoint);
+      else if (auto name = net::parse_dns_name(text))
+        out->dns_names.push_back(*name);
+      else
+        error(path + ".endpoints[" + std::to_string(e) + "]", "not ip:port or dns:name:port");
     }
     out->connect_timeout = to_ms(in.connect_timeout(), milliseconds(5000));
     out->dns_refresh = to_ms(in.dns_refresh(), milliseconds(5000));
@@ -146,9 +159,8 @@ class Compiler {
         compiled.headers.push_back(std::move(m));
       }
       auto add_target = [&](const std::string& cluster, uint32_t weight) {
-        compiled.targets.push_back(
-            {cluster_index(cluster), weight,
-             &metrics_.requests(listener_name, compiled.name, cluster)});
+        compiled.targets.push_back({cluster_index(cluster), weight,
+                                    &metrics_.requests(listener_name, compiled.name, cluster)});
         compiled.total_weight += weight;
       };
       if (!route.cluster().empty()) add_target(route.cluster(), 1);
@@ -170,8 +182,10 @@ class Compiler {
     auto path = "listeners[" + std::to_string(index) + "]";
     ListenerSpec out;
     out.name = in.name();
-    if (auto address = net::parse_endpoint(in.address())) out.address = *address;
-    else error(path + ".address", "not a host:port address");
+    if (auto address = net::parse_endpoint(in.address()))
+      out.address = *address;
+    else
+      error(path + ".address", "not a host:port address");
     out.protocol = in.protocol() == v1::Listener::HTTP1   ? ListenerProtocol::kHttp1
                    : in.protocol() == v1::Listener::HTTP2 ? ListenerProtocol::kHttp2
                                                           : ListenerProtocol::kAuto;

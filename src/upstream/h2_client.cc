@@ -9,6 +9,11 @@
 #include <boost/asio/write.hpp>
 
 #include "remora/observe/metrics.h"
+#include "remora/upstream/cluster_spec.h"
+#include "remora/upstream/endpoint.h"
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 
 namespace remora::upstream {
 
@@ -251,6 +256,33 @@ ssize_t H2Client::read_request_body(nghttp2_session*, int32_t, uint8_t* buf, siz
   else if (n == 0)
     return NGHTTP2_ERR_DEFERRED;
   return static_cast<ssize_t>(n);
+}
+
+asio::awaitable<std::shared_ptr<H2Client>> h2_client_for(UpstreamEndpoint& endpoint,
+                                                         const ClusterSpec& spec) {
+  std::erase_if(endpoint.h2_clients, [](const auto& c) { return !c->open(); });
+  for (auto& c : endpoint.h2_clients)
+    if (c->usable()) co_return c;
+  // None yet, or all at the peer's stream limit: one more connection.
+  auto executor = co_await asio::this_coro::executor;
+  asio::ip::tcp::socket socket(executor);
+  asio::steady_timer connect_timer(executor, spec.connect_timeout);
+  connect_timer.async_wait([&socket](error_code ec) {
+    if (!ec) socket.close(ec);
+  });
+  error_code ec;
+  co_await socket.async_connect(endpoint.address().address, nothrow(ec));
+  connect_timer.cancel();
+  if (ec || !socket.is_open()) {
+    spec.stats->connect_failures.add();
+    endpoint.stats().connect_failures.fetch_add(1, std::memory_order_relaxed);
+    co_return nullptr;
+  }
+  socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  auto client = std::make_shared<H2Client>(std::move(socket), &spec.stats->active_connections);
+  if (!client->start()) co_return nullptr;
+  endpoint.h2_clients.push_back(client);
+  co_return client;
 }
 
 }  // namespace remora::upstream

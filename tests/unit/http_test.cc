@@ -364,7 +364,7 @@ TEST_CASE("write_request_head: hop-by-hop fields and those named by Connection a
                    {"connection", "x-other"},
                    {"Keep-Alive", "timeout=5"},
                    {"Proxy-Connection", "keep-alive"},
-                   {"TE", "trailers"},
+                   {"TE", "gzip"},
                    {"Trailer", "x-checksum"},
                    {"Upgrade", "h2c"},
                    {"X-Secret", "s3cr3t"},
@@ -384,6 +384,17 @@ TEST_CASE("write_request_head: hop-by-hop fields and those named by Connection a
   CHECK(has_line(lines, "Host: h"));
   CHECK(has_line(lines, "X-Kept: k"));
   CHECK(has_line(lines, "Content-Length: 3"));
+}
+
+TEST_CASE("write_request_head: te trailers is kept (a gRPC client's promise) and other te dropped") {
+  auto h = fields({{"Host", "h"}, {"TE", "trailers"}});
+  RequestHeadOut head;
+  head.method = "POST";
+  head.target_rest = "/";
+  head.headers = &h;
+  head.client_address = "1.2.3.4";
+  head.forwarded_proto = "http";
+  CHECK(has_line(field_lines(request_head(head)), "TE: trailers"));
 }
 
 TEST_CASE("write_request_head: x-forwarded-for appends the client to the incoming list") {

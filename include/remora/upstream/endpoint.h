@@ -21,8 +21,8 @@ struct EndpointStats {
 
 struct EndpointAddress {
   net::Endpoint address;
-  std::string text;       // "10.0.0.1:8080"
-  std::string source;     // "static" or "dns:name:port"
+  std::string text;    // "10.0.0.1:8080"
+  std::string source;  // "static" or "dns:name:port"
   std::shared_ptr<EndpointStats> stats;
 };
 

@@ -29,22 +29,29 @@ using Fields = std::vector<std::pair<std::string, std::string>>;
 
 struct H2ClientStream {
   int32_t id = -1;
-  // Request body, owned by the caller: bytes are taken from the front of
-  // `request_body` as frames go out; `request_end` says no more will come.
-  std::string* request_body = nullptr;
-  const bool* request_end = nullptr;
+  // Request body: bytes are taken from the front of `*request_body` as
+  // frames go out; `*request_end` says no more will come. They point at the
+  // stream's own buffers unless the caller points them at its own.
+  std::string request_buffer;
+  bool request_done = false;
+  std::string* request_body = &request_buffer;
+  const bool* request_end = &request_done;
   std::function<void(size_t)> on_request_taken;  // bytes taken (caller opens its window)
   // Response, filled in by the client.
   unsigned status = 0;
   Fields headers;
   Fields trailers;
-  std::string* response_body = nullptr;  // DATA is appended here
+  std::string response_buffer;
+  std::string* response_body = &response_buffer;  // DATA is appended here
   bool headers_done = false;
   bool end = false;                // END_STREAM received
   bool reset = false;              // RST_STREAM, GOAWAY above it, or the connection died
   bool refused = false;            // never processed by the upstream: safe to retry
   std::function<void()> on_event;  // something above changed
 };
+
+class UpstreamEndpoint;
+struct ClusterSpec;
 
 class H2Client : public std::enable_shared_from_this<H2Client> {
  public:
@@ -88,5 +95,11 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
   bool goaway_ = false;
   std::map<int32_t, std::shared_ptr<H2ClientStream>> streams_;
 };
+
+// A connection of `endpoint` with room for one more stream, connecting a
+// new one (within the cluster's connect_timeout) when none has. Null when
+// the endpoint cannot be reached (counted as a connect failure).
+boost::asio::awaitable<std::shared_ptr<H2Client>> h2_client_for(UpstreamEndpoint& endpoint,
+                                                                const ClusterSpec& spec);
 
 }  // namespace remora::upstream

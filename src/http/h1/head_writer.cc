@@ -67,7 +67,9 @@ void write_request_head(std::string& out, const RequestHeadOut& head) {
   bool has_forwarded_proto = false;
   for (const auto& field : *head.headers) {
     const auto name = field.name;
-    if (dropped(connection, head.mutation, name)) continue;
+    // "te: trailers" survives: an h2 (gRPC) client's promise to accept trailers.
+    const bool te_trailers = iequals(name, "te") && iequals(field.value, "trailers");
+    if (!te_trailers && dropped(connection, head.mutation, name)) continue;
     if (iequals(name, "x-forwarded-for")) {  // written below, as one list
       has_forwarded_for = true;
       continue;

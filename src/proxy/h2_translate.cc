@@ -1,0 +1,68 @@
+#include "remora/proxy/h2_translate.h"
+
+#include <cctype>
+
+#include "remora/http/h1/head_writer.h"
+#include "remora/proxy/request_id.h"
+
+namespace remora::proxy {
+
+namespace {
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+}  // namespace
+
+bool connection_specific(std::string_view name, std::string_view value) {
+  if (http::iequals(name, "te")) return !http::iequals(value, "trailers");
+  return http::h1::is_hop_by_hop(name) || http::iequals(name, "host") ||
+         http::iequals(name, "expect");
+}
+
+upstream::Fields h2_request(std::string_view method, std::string_view authority,
+                            std::string_view path, const http::HeaderList& fields,
+                            const http::HeaderMutation& mutation, std::string_view client_ip,
+                            WorkerContext& worker) {
+  upstream::Fields out = {{":method", std::string(method)},
+                          {":scheme", "http"},
+                          {":authority", std::string(authority)},
+                          {":path", std::string(path)}};
+  std::string forwarded_for;
+  bool has_request_id = false, has_proto = false;
+  for (const auto& field : fields) {
+    if (connection_specific(field.name, field.value) || mutation.removes(field.name)) continue;
+    // Fields the h1 Connection header names are hop-by-hop too.
+    bool named = false;
+    for (const auto& c : fields)
+      named |= http::iequals(c.name, "connection") && http::list_contains(c.value, field.name);
+    if (named) continue;
+    auto name = lower(field.name);
+    if (name == "x-forwarded-for") {
+      forwarded_for.append(field.value).append(", ");
+      continue;
+    }
+    has_request_id |= name == "x-request-id";
+    has_proto |= name == "x-forwarded-proto";
+    out.emplace_back(std::move(name), std::string(field.value));
+  }
+  out.emplace_back("x-forwarded-for", forwarded_for.append(client_ip));
+  if (!has_proto) out.emplace_back("x-forwarded-proto", "http");
+  if (!has_request_id) {
+    char id[kRequestIdSize];
+    out.emplace_back("x-request-id", std::string(make_request_id(worker, id)));
+  }
+  for (const auto& [n, v] : mutation.add) out.emplace_back(n, v);
+  return out;
+}
+
+upstream::Fields h2_response(const upstream::Fields& fields, const http::HeaderMutation& mutation) {
+  upstream::Fields out;
+  for (const auto& [n, v] : fields)
+    if (!connection_specific(n, v) && !mutation.removes(n)) out.emplace_back(lower(n), v);
+  for (const auto& [n, v] : mutation.add) out.emplace_back(n, v);
+  return out;
+}
+
+}  // namespace remora::proxy
