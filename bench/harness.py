@@ -55,12 +55,10 @@ SCENARIOS = [
     dict(id="grpc_unary", title="gRPC unary over h2c (h2load, 16 conns x 10 streams)",
          kind="h2load", port="grpc", path="/bench.Echo/Call", connections=16, streams=10,
          grpc=True,
-         na={"remora": NOT_IMPLEMENTED,
-             "h2o": "n/a (h2o 2.2 proxies over HTTP/1.1 and drops the grpc-status trailer)"}),
+         na={"h2o": "n/a (h2o 2.2 proxies over HTTP/1.1 and drops the grpc-status trailer)"}),
     dict(id="h1_to_h2", title="HTTP/1.1 downstream -> h2c upstream (wrk, 64 conns)", kind="wrk",
          port="h1h2", path="/", body=0, connections=64,
-         na={"remora": NOT_IMPLEMENTED,
-             "h2o": "n/a (h2o 2.2 has no HTTP/2 upstream)"}),
+         na={"h2o": "n/a (h2o 2.2 has no HTTP/2 upstream)"}),
     dict(id="idle_10k", title=f"{IDLE_CONNECTIONS} idle keep-alive connections", kind="idle",
          port="h1", na={"direct": "n/a (no proxy)"}),
     dict(id="open_25", title="open loop at 25% of remora's max rps (64 conns)", kind="open",
@@ -105,7 +103,8 @@ def ports_for(base):
         "origin": {"h1": base, "h2c": base + 1},
         "direct": {"h1": base, "h2c": base + 1, "grpc": base + 1, "h1h2": base},
         # one `auto` listener: HTTP/1.1, and h2c by its preface (proxied to the h1 origin)
-        "remora": {"h1": base + 10, "h2c": base + 10, "admin": base + 19},
+        "remora": {"h1": base + 10, "h2c": base + 10, "grpc": base + 11, "h1h2": base + 12,
+                   "admin": base + 19},
         "haproxy": {"h1": base + 20, "h2c": base + 21, "grpc": base + 21, "h1h2": base + 22},
         "nginx": {"h1": base + 30, "h2c": base + 31, "grpc": base + 31, "h1h2": base + 32},
         "h2o": {"h1": base + 40, "h2c": base + 40},
@@ -345,6 +344,7 @@ class Bench:
             "ORIGIN_H1": self.ports["origin"]["h1"], "ORIGIN_H2C": self.ports["origin"]["h2c"],
             "PORT_H1": p.get("h1", 0), "PORT_H2C": p.get("h2c", 0),
             "PORT_H1H2": p.get("h1h2", 0), "PORT_ADMIN": p.get("admin", 0),
+            "PORT_GRPC": p.get("grpc", 0),
         }
 
     def prepare(self):

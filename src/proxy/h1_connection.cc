@@ -1,5 +1,8 @@
 #include "remora/proxy/downstream.h"
+#include "remora/proxy/h2_translate.h"
 #include "remora/proxy/request_id.h"
+#include "remora/proxy/signal.h"
+#include "remora/upstream/h2_client.h"
 
 #include <array>
 #include <chrono>
@@ -13,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/beast/http/status.hpp>
 
 #include "remora/http/h1/head_parser.h"
 #include "remora/http/h1/head_writer.h"
@@ -112,6 +116,9 @@ class H1Connection final : public DownstreamConnection,
   awaitable<Relay> relay(Parser& parser, From& from, net::ReadBuffer& buffer, To& to,
                          std::string_view head, uint64_t& moved);
   awaitable<void> tunnel();
+  awaitable<bool> proxy_h2(const router::Route& route, const upstream::ClusterSpec& spec,
+                           http::h1::RequestHeadParser& request, size_t head_size, std::string path,
+                           bool expect_continue);
   awaitable<void> reply_local(LocalReason reason, bool close);
   awaitable<void> reject(const ListenerSpec& listener, LocalReason reason);
   awaitable<void> linger_close();
@@ -533,6 +540,10 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
       target_rest = path.substr(route.path.size());
     }
   }
+  if (spec.http2) {
+    co_return co_await proxy_h2(route, spec, request, head_size,
+                                std::string(target_prefix).append(target_rest), expect_continue);
+  }
   char request_id[kRequestIdSize];
   std::string_view new_request_id;
   if (!request.headers.find("x-request-id")) {
@@ -756,6 +767,178 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
     buffer.commit(n);
     last_progress_ = Clock::now();
   }
+}
+
+// HTTP/1.1 client, HTTP/2 upstream: the request body is decoded from its h1
+// framing into DATA frames, the response's DATA re-framed as chunks (or
+// passed as is under a Content-Length) and its trailers written into the
+// last chunk. Each side's buffer stays under 64 KiB: the client is read only
+// while the upstream takes bytes, the upstream's window opens only as bytes
+// reach the client.
+template <class ClientStream>
+awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
+                                                     const upstream::ClusterSpec& spec,
+                                                     http::h1::RequestHeadParser& request,
+                                                     size_t head_size, std::string path,
+                                                     bool expect_continue) {
+  constexpr size_t kHighWater = 64 * 1024;
+  const bool keep_alive = request.keep_alive();
+  const bool has_body = !request.is_done();
+  std::string_view authority;
+  if (const auto* host = request.headers.find("host")) authority = host->value;
+  if (request.target.starts_with("http://"))
+    authority = request.target.substr(7, request.target.find('/', 7) - 7);
+  auto fields = h2_request(request.method, authority, path, request.headers, route.request_headers,
+                           client_ip_, worker_);
+  current_.head_method = request.method == "HEAD";
+  in_.consume(head_size);  // the request's views die here
+
+  auto& stats = endpoint_->stats();
+  stats.active_requests.fetch_add(1, std::memory_order_relaxed);
+  stats.requests.fetch_add(1, std::memory_order_relaxed);
+  struct Release {
+    upstream::EndpointStats& s;
+    ~Release() { s.active_requests.fetch_sub(1, std::memory_order_relaxed); }
+  } release{stats};
+
+  auto client = co_await upstream::h2_client_for(*endpoint_, spec);
+  if (!client) {
+    co_await reply_local(LocalReason::kUpstreamConnectFailure, has_body || !keep_alive);
+    finish_request(503, "upstream_connect_failure");
+    co_return !has_body && keep_alive;
+  }
+  error_code ec;
+  if (expect_continue) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    co_await asio::async_write(client_, asio::buffer(kContinue), nothrow(ec));
+    if (ec) co_return false;
+  }
+
+  // Shared with the client's callbacks, which may outlive this coroutine.
+  struct Wake {
+    explicit Wake(const asio::any_io_executor& ex) : signal(ex) {}
+    Signal signal;
+    bool timed_out = false;
+  };
+  auto wake = std::make_shared<Wake>(timer_.get_executor());
+  auto up = std::make_shared<upstream::H2ClientStream>();
+  up->on_event = [wake] { wake->signal.notify(); };
+  up->on_request_taken = [wake](size_t) { wake->signal.notify(); };
+  up->request_done = request.is_done();
+  request.decoded_body = &up->request_buffer;
+  if (!client->submit(up, fields, has_body)) {
+    co_await reply_local(LocalReason::kUpstreamReset, true);
+    finish_request(502, "upstream_reset");
+    co_return false;
+  }
+  asio::steady_timer deadline(timer_.get_executor(), route.timeout);
+  deadline.async_wait([wake](error_code e) {
+    if (e) return;
+    wake->timed_out = true;
+    wake->signal.notify();
+  });
+  auto give_up = [&] {
+    client->cancel(up->id);
+    request.decoded_body = nullptr;
+  };
+
+  // -- request body
+  while (!request.is_done() && !up->reset && !wake->timed_out) {
+    if (up->request_buffer.size() >= kHighWater) {
+      co_await wake->signal.wait();
+      continue;
+    }
+    size_t used = 0;
+    while (!request.is_done() && used < in_.size()) {
+      size_t n = request.put(in_.data() + used, ec);
+      if (ec == beast::http::error::need_more) {
+        ec = {};
+        break;
+      }
+      if (ec || n == 0) break;
+      used += n;
+    }
+    in_.consume(used);
+    current_.bytes_in += used;
+    up->request_done = request.is_done();
+    client->resume(up->id);
+    if (ec) {
+      give_up();
+      co_await reject(*current_.listener, LocalReason::kBadRequest);
+      finish_request(400, "bad_request");
+      co_return false;
+    }
+    if (request.is_done()) break;
+    size_t n = co_await client_.async_read_some(in_.prepare(next_read_size(in_)), nothrow(ec));
+    if (ec) {
+      give_up();
+      co_return false;
+    }
+    in_.commit(n);
+  }
+  request.decoded_body = nullptr;
+
+  // -- response head
+  while (!up->headers_done && !up->reset && !wake->timed_out) co_await wake->signal.wait();
+  if (!up->headers_done) {
+    give_up();
+    auto reason = wake->timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset;
+    co_await reply_local(reason, true);
+    finish_request(http::local_reply(reason).status, http::local_reply(reason).reason);
+    co_return false;
+  }
+  const unsigned status = up->status;
+  auto response = h2_response(up->headers, route.response_headers);
+  bool has_length = false;
+  for (const auto& f : response) has_length |= f.first == "content-length";
+  const bool no_body = current_.head_method || status == 204 || status == 304;
+  const bool chunked = !no_body && !has_length;
+  const bool close = !keep_alive || close_after_ || worker_.draining || request.version < 11;
+  out_.clear();
+  out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
+  out_.append(beast::http::obsolete_reason(static_cast<beast::http::status>(status)));
+  out_.append("\r\n");
+  for (const auto& [n, v] : response) out_.append(n).append(": ").append(v).append("\r\n");
+  if (chunked) out_.append("transfer-encoding: chunked\r\n");
+  if (close) out_.append("connection: close\r\n");
+  out_.append("\r\n");
+  current_.bytes_out += out_.size();
+  co_await asio::async_write(client_, asio::buffer(out_), nothrow(ec));
+
+  // -- response body and trailers
+  std::string piece;
+  while (!ec) {
+    if (!up->response_buffer.empty()) {
+      piece.clear();
+      piece.swap(up->response_buffer);
+      char size_line[24];
+      int size_len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
+      std::array<asio::const_buffer, 3> parts{
+          asio::buffer(size_line, chunked ? static_cast<size_t>(size_len) : 0), asio::buffer(piece),
+          asio::buffer("\r\n", chunked ? 2 : 0)};
+      co_await asio::async_write(client_, parts, nothrow(ec));
+      current_.bytes_out += piece.size();
+      client->consume(up->id, piece.size());
+      continue;
+    }
+    if (up->end || up->reset || wake->timed_out) break;
+    co_await wake->signal.wait();
+  }
+  deadline.cancel();
+  if (ec || !up->end) {  // cut short: the client sees the connection close
+    give_up();
+    finish_request(status, ec ? "downstream_reset" : "upstream_reset");
+    co_return false;
+  }
+  if (chunked) {
+    out_.assign("0\r\n");
+    for (const auto& [n, v] : h2_response(up->trailers, {}))
+      out_.append(n).append(": ").append(v).append("\r\n");
+    out_.append("\r\n");
+    co_await asio::async_write(client_, asio::buffer(out_), nothrow(ec));
+  }
+  finish_request(status, "");
+  co_return !close && !ec;
 }
 
 // After a 101: bytes both ways, untouched, until either side closes.

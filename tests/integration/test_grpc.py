@@ -110,3 +110,30 @@ def test_route_timeout_is_deadline_exceeded(procs, grpc_server):
         with pytest.raises(grpc.RpcError) as e:
             ch.unary_unary("/test.Echo/Slow")(b"2000", timeout=5)
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_http1_client_to_http2_upstream_gets_body_and_trailers(channel):
+    """Translation h1 → h2: a gRPC-framed POST over HTTP/1.1 reaches the h2c
+    server; the response comes back chunked with grpc-status and the custom
+    metadata as HTTP/1.1 trailers."""
+    import socket
+    _, remora = channel
+    message = b"\x00\x00\x00\x00\x02hi"
+    request = (b"POST /test.Echo/Unary HTTP/1.1\r\nHost: echo\r\ncontent-type: application/grpc\r\n"
+               b"te: trailers\r\ncontent-length: %d\r\n\r\n" % len(message)) + message
+    with socket.create_connection(("127.0.0.1", remora.port()), timeout=5) as s:
+        s.sendall(request)
+        data = b""
+        deadline = time.monotonic() + 5
+        while not data.endswith(b"\r\n\r\n") or b"\r\n0\r\n" not in data:
+            assert time.monotonic() < deadline, data
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert b"\x00\x00\x00\x00\x07echo:hi" in body
+    trailer_block = body[body.index(b"\r\n0\r\n") + 5:]
+    assert b"grpc-status: 0\r\n" in trailer_block, trailer_block
+    assert b"x-trace: t1\r\n" in trailer_block, trailer_block
