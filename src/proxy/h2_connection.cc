@@ -73,6 +73,33 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// "100m", "2S", "1H" ... (gRPC over HTTP/2: 1-8 digits and a unit).
+std::optional<std::chrono::milliseconds> parse_grpc_timeout(std::string_view v) {
+  if (v.size() < 2 || v.size() > 9) return std::nullopt;
+  uint64_t n = 0;
+  for (char c : v.substr(0, v.size() - 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  using namespace std::chrono;
+  switch (v.back()) {
+    case 'H':
+      return duration_cast<milliseconds>(hours(n));
+    case 'M':
+      return duration_cast<milliseconds>(minutes(n));
+    case 'S':
+      return duration_cast<milliseconds>(seconds(n));
+    case 'm':
+      return milliseconds(n);
+    case 'u':
+      return duration_cast<milliseconds>(microseconds(n));
+    case 'n':
+      return duration_cast<milliseconds>(nanoseconds(n));
+    default:
+      return std::nullopt;
+  }
+}
+
 bool is_grpc(std::string_view content_type) { return content_type.starts_with("application/grpc"); }
 
 // DESIGN §5: the gRPC status a local reply maps to.
@@ -554,8 +581,13 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
       status = 404;
       reason = "no_route";
     } else {
-      // The route timeout covers the whole exchange.
-      s.deadline.expires_after(route->timeout);
+      // The route timeout covers the whole exchange; a gRPC client's own
+      // deadline (grpc-timeout) shortens it, never lengthens it.
+      std::chrono::milliseconds timeout = route->timeout;
+      for (const auto& [n, v] : s.fields)
+        if (n == "grpc-timeout")
+          if (auto t = parse_grpc_timeout(v)) timeout = std::min(timeout, *t);
+      s.deadline.expires_after(timeout);
       s.deadline.async_wait([stream](error_code ec) {
         if (ec) return;
         stream->timed_out = true;

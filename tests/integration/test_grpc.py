@@ -137,3 +137,36 @@ def test_http1_client_to_http2_upstream_gets_body_and_trailers(channel):
     trailer_block = body[body.index(b"\r\n0\r\n") + 5:]
     assert b"grpc-status: 0\r\n" in trailer_block, trailer_block
     assert b"x-trace: t1\r\n" in trailer_block, trailer_block
+
+
+def test_grpc_timeout_shortens_the_route_timeout(procs, grpc_server):
+    """The client's grpc-timeout (sent by grpcio from its deadline) caps the
+    route timeout: remora gives up on the upstream and answers
+    DEADLINE_EXCEEDED itself, with its reason header."""
+    import socket
+    import h2.connection
+    import h2.events
+    remora = procs.remora(grpc_config(grpc_server, timeout="30s"))
+    conn = h2.connection.H2Connection()
+    conn.initiate_connection()
+    with socket.create_connection(("127.0.0.1", remora.port()), timeout=10) as s:
+        s.sendall(conn.data_to_send())
+        message = b"2000"
+        conn.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "echo"),
+                              (":path", "/test.Echo/Slow"), ("content-type", "application/grpc"),
+                              ("te", "trailers"), ("grpc-timeout", "300m")])
+        conn.send_data(1, b"\x00" + len(message).to_bytes(4, "big") + message, end_stream=True)
+        s.sendall(conn.data_to_send())
+        start = time.monotonic()
+        headers = None
+        while headers is None:
+            data = s.recv(65536)
+            assert data, "connection closed"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    headers = dict(event.headers)
+            s.sendall(conn.data_to_send())
+        elapsed = time.monotonic() - start
+    assert headers[b"grpc-status"] == b"4", headers
+    assert headers[b"x-remora-reason"] == b"upstream_timeout", headers
+    assert elapsed < 1.5, elapsed
