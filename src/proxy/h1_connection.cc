@@ -165,7 +165,6 @@ class H1Connection final : public DownstreamConnection,
     std::string method, authority, path, request_id, upgrade;
     uint64_t bytes_in = 0, bytes_out = 0;
     bool head_method = false;
-    bool response_started = false;
 
     // Clears for the next request, keeping the strings' capacity.
     void reset() {
@@ -178,7 +177,7 @@ class H1Connection final : public DownstreamConnection,
       request_id.clear();
       upgrade.clear();
       bytes_in = bytes_out = 0;
-      head_method = response_started = false;
+      head_method = false;
     }
   } current_;
 };
@@ -691,7 +690,6 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
                .chunked = response.chunked(),
                .close = close});
     buffer.consume(response_head);
-    current_.response_started = true;
     if (switching) {
       disarm();
       error_code ec;

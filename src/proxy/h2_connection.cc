@@ -67,12 +67,6 @@ std::vector<nghttp2_nv> to_nva(const upstream::Fields& fields) {
   return nva;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // "100m", "2S", "1H" ... (gRPC over HTTP/2: 1-8 digits and a unit).
 std::optional<std::chrono::milliseconds> parse_grpc_timeout(std::string_view v) {
   if (v.size() < 2 || v.size() > 9) return std::nullopt;
@@ -83,20 +77,13 @@ std::optional<std::chrono::milliseconds> parse_grpc_timeout(std::string_view v) 
   }
   using namespace std::chrono;
   switch (v.back()) {
-    case 'H':
-      return duration_cast<milliseconds>(hours(n));
-    case 'M':
-      return duration_cast<milliseconds>(minutes(n));
-    case 'S':
-      return duration_cast<milliseconds>(seconds(n));
-    case 'm':
-      return milliseconds(n);
-    case 'u':
-      return duration_cast<milliseconds>(microseconds(n));
-    case 'n':
-      return duration_cast<milliseconds>(nanoseconds(n));
-    default:
-      return std::nullopt;
+    case 'H': return duration_cast<milliseconds>(hours(n));
+    case 'M': return duration_cast<milliseconds>(minutes(n));
+    case 'S': return duration_cast<milliseconds>(seconds(n));
+    case 'm': return milliseconds(n);
+    case 'u': return duration_cast<milliseconds>(microseconds(n));
+    case 'n': return duration_cast<milliseconds>(nanoseconds(n));
+    default: return std::nullopt;
   }
 }
 
@@ -777,14 +764,9 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
 
   // -- response to the client: h1 field names are case-insensitive, h2's lower case
   status = response.status;
-  std::vector<std::pair<std::string, std::string>> out_fields;
-  for (const auto& f : response.headers) {
-    if (http::h1::is_hop_by_hop(f.name) || route.response_headers.removes(f.name)) continue;
-    std::string name(f.name);
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    out_fields.emplace_back(std::move(name), std::string(f.value));
-  }
-  for (const auto& [n, v] : route.response_headers.add) out_fields.emplace_back(n, v);
+  upstream::Fields head_fields_in;
+  for (const auto& f : response.headers) head_fields_in.emplace_back(f.name, f.value);
+  auto out_fields = h2_response(head_fields_in, route.response_headers);
   up.buffer.consume(head_end);
   const bool has_body = !response.is_done();
   s.out_end = !has_body;
@@ -807,7 +789,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     if (response.is_done()) {  // copy the trailers while their bytes are still buffered
       for (auto it = response.headers.begin() + head_fields; it != response.headers.end(); ++it)
         if (!connection_specific(it->name, it->value))
-          s.trailers_out.emplace_back(lower(it->name), std::string(it->value));
+          s.trailers_out.emplace_back(lower_case(it->name), std::string(it->value));
     }
     up.buffer.consume(used);
     if (ec) break;

@@ -7,13 +7,11 @@
 
 namespace remora::proxy {
 
-namespace {
-std::string lower(std::string_view s) {
+std::string lower_case(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
-}  // namespace
 
 bool connection_specific(std::string_view name, std::string_view value) {
   if (http::iequals(name, "te")) return !http::iequals(value, "trailers");
@@ -38,7 +36,7 @@ upstream::Fields h2_request(std::string_view method, std::string_view authority,
     for (const auto& c : fields)
       named |= http::iequals(c.name, "connection") && http::list_contains(c.value, field.name);
     if (named) continue;
-    auto name = lower(field.name);
+    auto name = lower_case(field.name);
     if (name == "x-forwarded-for") {
       forwarded_for.append(field.value).append(", ");
       continue;
@@ -60,7 +58,7 @@ upstream::Fields h2_request(std::string_view method, std::string_view authority,
 upstream::Fields h2_response(const upstream::Fields& fields, const http::HeaderMutation& mutation) {
   upstream::Fields out;
   for (const auto& [n, v] : fields)
-    if (!connection_specific(n, v) && !mutation.removes(n)) out.emplace_back(lower(n), v);
+    if (!connection_specific(n, v) && !mutation.removes(n)) out.emplace_back(lower_case(n), v);
   for (const auto& [n, v] : mutation.add) out.emplace_back(n, v);
   return out;
 }

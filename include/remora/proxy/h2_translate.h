@@ -12,6 +12,8 @@ namespace remora::proxy {
 
 class WorkerContext;
 
+std::string lower_case(std::string_view s);
+
 // Fields that are about one connection and never cross a proxy; `te` passes
 // only as "trailers", which gRPC needs.
 bool connection_specific(std::string_view name, std::string_view value);
