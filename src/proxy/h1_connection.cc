@@ -566,12 +566,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
 
   // -- an upstream connection: a pooled one, or a new one
   auto& stats = endpoint_->stats();
-  stats.active_requests.fetch_add(1, std::memory_order_relaxed);
-  stats.requests.fetch_add(1, std::memory_order_relaxed);
-  struct Release {
-    upstream::EndpointStats& s;
-    ~Release() { s.active_requests.fetch_sub(1, std::memory_order_relaxed); }
-  } release{stats};
+  upstream::ActiveRequest active(stats);
 
   for (int attempt = 0;; ++attempt) {
     upstream_ = endpoint_->acquire(Clock::now(), spec.pool_idle_timeout);
@@ -792,12 +787,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   in_.consume(head_size);  // the request's views die here
 
   auto& stats = endpoint_->stats();
-  stats.active_requests.fetch_add(1, std::memory_order_relaxed);
-  stats.requests.fetch_add(1, std::memory_order_relaxed);
-  struct Release {
-    upstream::EndpointStats& s;
-    ~Release() { s.active_requests.fetch_sub(1, std::memory_order_relaxed); }
-  } release{stats};
+  upstream::ActiveRequest active(stats);
 
   auto client = co_await upstream::h2_client_for(*endpoint_, spec);
   if (!client) {

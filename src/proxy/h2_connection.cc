@@ -77,13 +77,20 @@ std::optional<std::chrono::milliseconds> parse_grpc_timeout(std::string_view v) 
   }
   using namespace std::chrono;
   switch (v.back()) {
-    case 'H': return duration_cast<milliseconds>(hours(n));
-    case 'M': return duration_cast<milliseconds>(minutes(n));
-    case 'S': return duration_cast<milliseconds>(seconds(n));
-    case 'm': return milliseconds(n);
-    case 'u': return duration_cast<milliseconds>(microseconds(n));
-    case 'n': return duration_cast<milliseconds>(nanoseconds(n));
-    default: return std::nullopt;
+    case 'H':
+      return duration_cast<milliseconds>(hours(n));
+    case 'M':
+      return duration_cast<milliseconds>(minutes(n));
+    case 'S':
+      return duration_cast<milliseconds>(seconds(n));
+    case 'm':
+      return milliseconds(n);
+    case 'u':
+      return duration_cast<milliseconds>(microseconds(n));
+    case 'n':
+      return duration_cast<milliseconds>(nanoseconds(n));
+    default:
+      return std::nullopt;
   }
 }
 
@@ -337,12 +344,7 @@ awaitable<void> H2Connection::write_loop() {
   auto self = shared_from_this();
   for (;;) {
     out_.clear();
-    while (out_.size() < 64 * 1024) {
-      const uint8_t* data;
-      ssize_t n = nghttp2_session_mem_send(session_, &data);
-      if (n <= 0) break;
-      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-    }
+    upstream::take_pending_frames(session_, out_);
     if (out_.empty()) break;
     error_code ec;
     co_await asio::async_write(client_, asio::buffer(out_), nothrow(ec));
@@ -625,12 +627,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   }
   upstream_address = endpoint->address().text;
   auto& stats = endpoint->stats();
-  stats.active_requests.fetch_add(1, std::memory_order_relaxed);
-  stats.requests.fetch_add(1, std::memory_order_relaxed);
-  struct Release {
-    upstream::EndpointStats& s;
-    ~Release() { s.active_requests.fetch_sub(1, std::memory_order_relaxed); }
-  } release{stats};
+  upstream::ActiveRequest active(stats);
 
   if (spec.http2) co_return co_await exchange_h2(s, ref, *endpoint, spec, route, status);
 

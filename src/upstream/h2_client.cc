@@ -151,12 +151,7 @@ asio::awaitable<void> H2Client::write_loop() {
   auto self = shared_from_this();
   for (;;) {
     out_.clear();
-    while (out_.size() < 64 * 1024) {
-      const uint8_t* data;
-      ssize_t n = nghttp2_session_mem_send(session_, &data);
-      if (n <= 0) break;
-      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-    }
+    take_pending_frames(session_, out_);
     if (out_.empty()) break;
     error_code ec;
     co_await asio::async_write(socket_, asio::buffer(out_), nothrow(ec));
@@ -256,6 +251,15 @@ ssize_t H2Client::read_request_body(nghttp2_session*, int32_t, uint8_t* buf, siz
   else if (n == 0)
     return NGHTTP2_ERR_DEFERRED;
   return static_cast<ssize_t>(n);
+}
+
+void take_pending_frames(nghttp2_session* session, std::string& out, size_t limit) {
+  while (out.size() < limit) {
+    const uint8_t* data;
+    ssize_t n = nghttp2_session_mem_send(session, &data);
+    if (n <= 0) break;
+    out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  }
 }
 
 asio::awaitable<std::shared_ptr<H2Client>> h2_client_for(UpstreamEndpoint& endpoint,

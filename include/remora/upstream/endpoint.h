@@ -19,6 +19,22 @@ struct EndpointStats {
   std::atomic<uint64_t> connect_failures{0};
 };
 
+// Counts one request against its endpoint while it lives (least_request and
+// /clusters read the count).
+class ActiveRequest {
+ public:
+  explicit ActiveRequest(EndpointStats& stats) : stats_(stats) {
+    stats_.active_requests.fetch_add(1, std::memory_order_relaxed);
+    stats_.requests.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~ActiveRequest() { stats_.active_requests.fetch_sub(1, std::memory_order_relaxed); }
+  ActiveRequest(const ActiveRequest&) = delete;
+  ActiveRequest& operator=(const ActiveRequest&) = delete;
+
+ private:
+  EndpointStats& stats_;
+};
+
 struct EndpointAddress {
   net::Endpoint address;
   std::string text;    // "10.0.0.1:8080"

@@ -96,6 +96,10 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
   std::map<int32_t, std::shared_ptr<H2ClientStream>> streams_;
 };
 
+// Appends the frames nghttp2 has queued to `out`, up to about `limit`
+// bytes, so that one write carries many frames. Used by both session sides.
+void take_pending_frames(nghttp2_session* session, std::string& out, size_t limit = 64 * 1024);
+
 // A connection of `endpoint` with room for one more stream, connecting a
 // new one (within the cluster's connect_timeout) when none has. Null when
 // the endpoint cannot be reached (counted as a connect failure).
