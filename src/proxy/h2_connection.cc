@@ -56,17 +56,6 @@ constexpr int32_t kConnectionWindow = 1024 * 1024;
 
 auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
-// Views for nghttp2 (it copies them when the frame is submitted).
-std::vector<nghttp2_nv> to_nva(const upstream::Fields& fields) {
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(fields.size());
-  for (const auto& [n, v] : fields)
-    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
-                   reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                   NGHTTP2_NV_FLAG_NONE});
-  return nva;
-}
-
 // "100m", "2S", "1H" ... (gRPC over HTTP/2: 1-8 digits and a unit).
 std::optional<std::chrono::milliseconds> parse_grpc_timeout(std::string_view v) {
   if (v.size() < 2 || v.size() > 9) return std::nullopt;
@@ -177,8 +166,7 @@ class H2Connection final : public DownstreamConnection,
                               const upstream::ClusterSpec& spec, const router::Route& route,
                               unsigned& status);
   void reply_local(H2Stream& s, LocalReason reason);
-  void submit_response(H2Stream& s, unsigned status,
-                       const std::vector<std::pair<std::string, std::string>>& fields,
+  void submit_response(H2Stream& s, unsigned status, const upstream::Fields& fields,
                        bool with_body);
   void close_streams();
   // Records how a stream ended; true when >= 50 % of the last 500 were reset
@@ -492,7 +480,7 @@ ssize_t H2Connection::read_body(nghttp2_session* session, int32_t stream_id, uin
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (!s->trailers_out.empty()) {  // END_STREAM goes on the trailers instead
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      auto nva = to_nva(s->trailers_out);
+      auto nva = upstream::to_nva(s->trailers_out);
       nghttp2_submit_trailer(session, stream_id, nva.data(), nva.size());
     }
   } else if (n == 0) {
@@ -503,20 +491,13 @@ ssize_t H2Connection::read_body(nghttp2_session* session, int32_t stream_id, uin
 
 // ---------------------------------------------------------------- streams
 
-void H2Connection::submit_response(H2Stream& s, unsigned status,
-                                   const std::vector<std::pair<std::string, std::string>>& fields,
+void H2Connection::submit_response(H2Stream& s, unsigned status, const upstream::Fields& fields,
                                    bool with_body) {
-  std::string status_text = std::to_string(status);
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(fields.size() + 1);
-  auto add = [&](const std::string& n, const std::string& v) {
-    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
-                   reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                   NGHTTP2_NV_FLAG_NONE});
-  };
-  static const std::string kStatus = ":status";
-  add(kStatus, status_text);
-  for (const auto& [n, v] : fields) add(n, v);
+  upstream::Fields head;
+  head.reserve(fields.size() + 1);
+  head.emplace_back(":status", std::to_string(status));
+  head.insert(head.end(), fields.begin(), fields.end());
+  auto nva = upstream::to_nva(head);
   nghttp2_data_provider provider{};
   provider.source.ptr = &s;
   provider.read_callback = read_body;

@@ -71,12 +71,7 @@ bool H2Client::usable() const {
 
 bool H2Client::submit(std::shared_ptr<H2ClientStream> stream, const Fields& request,
                       bool has_body) {
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(request.size());
-  for (const auto& [n, v] : request)
-    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
-                   reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                   NGHTTP2_NV_FLAG_NONE});
+  auto nva = to_nva(request);
   nghttp2_data_provider provider{};
   provider.source.ptr = stream.get();
   provider.read_callback = read_request_body;
@@ -251,6 +246,16 @@ ssize_t H2Client::read_request_body(nghttp2_session*, int32_t, uint8_t* buf, siz
   else if (n == 0)
     return NGHTTP2_ERR_DEFERRED;
   return static_cast<ssize_t>(n);
+}
+
+std::vector<nghttp2_nv> to_nva(const Fields& fields) {
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(fields.size());
+  for (const auto& [n, v] : fields)
+    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                   reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                   NGHTTP2_NV_FLAG_NONE});
+  return nva;
 }
 
 void take_pending_frames(nghttp2_session* session, std::string& out, size_t limit) {

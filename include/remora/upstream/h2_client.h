@@ -96,6 +96,9 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
   std::map<int32_t, std::shared_ptr<H2ClientStream>> streams_;
 };
 
+// Views of `fields` for nghttp2, which copies them when a frame is submitted.
+std::vector<nghttp2_nv> to_nva(const Fields& fields);
+
 // Appends the frames nghttp2 has queued to `out`, up to about `limit`
 // bytes, so that one write carries many frames. Used by both session sides.
 void take_pending_frames(nghttp2_session* session, std::string& out, size_t limit = 64 * 1024);
