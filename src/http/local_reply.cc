@@ -16,6 +16,7 @@ LocalReply local_reply(LocalReason reason) {
       return {431, "request_header_too_large", "Request Header Fields Too Large"};
     case LocalReason::kUriTooLong: return {414, "uri_too_long", "URI Too Long"};
     case LocalReason::kRequestTimeout: return {408, "request_timeout", "Request Timeout"};
+    case LocalReason::kStreamIdleTimeout: return {408, "stream_idle_timeout", "Request Timeout"};
     case LocalReason::kOverloaded: return {503, "overloaded", "Service Unavailable"};
     case LocalReason::kExpectationFailed: return {417, "expectation_failed", "Expectation Failed"};
     case LocalReason::kNotImplemented: return {501, "not_implemented", "Not Implemented"};

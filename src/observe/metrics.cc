@@ -93,21 +93,39 @@ std::string Metrics::render() const {
   build.metric.push_back(info);
   out.push_back(std::move(build));
 
-  auto requests = family("remora_requests_total",
-                         "Downstream requests by listener, route, cluster and status class.",
-                         MetricType::Counter);
+  auto requests = family(
+      "remora_requests_total",
+      "Downstream requests by listener, route, cluster, protocol and status class.",
+      MetricType::Counter);
+  auto grpc = family("remora_grpc_requests_total",
+                     "gRPC calls by listener, route, cluster and grpc-status (codes seen).",
+                     MetricType::Counter);
   static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
   for (auto& [key, series] : requests_) {
-    for (size_t c = 0; c < 5; ++c) {
+    for (size_t p = 0; p < kProtocolNames.size(); ++p) {
+      for (size_t c = 0; c < 5; ++c) {
+        auto m = labelled({{"listener", std::get<0>(key)},
+                           {"route", std::get<1>(key)},
+                           {"cluster", std::get<2>(key)},
+                           {"protocol", std::string(kProtocolNames[p])},
+                           {"status_class", kClasses[c]}});
+        m.counter.value = static_cast<double>(series->by_status_class[p][c].value());
+        requests.metric.push_back(std::move(m));
+      }
+    }
+    for (size_t code = 0; code < kGrpcStatuses; ++code) {
+      auto n = series->by_grpc_status[code].value();
+      if (n == 0) continue;  // most routes carry no gRPC: 17 zero series each would be noise
       auto m = labelled({{"listener", std::get<0>(key)},
                          {"route", std::get<1>(key)},
                          {"cluster", std::get<2>(key)},
-                         {"status_class", kClasses[c]}});
-      m.counter.value = static_cast<double>(series->by_status_class[c].value());
-      requests.metric.push_back(std::move(m));
+                         {"grpc_status", std::to_string(code)}});
+      m.counter.value = static_cast<double>(n);
+      grpc.metric.push_back(std::move(m));
     }
   }
   out.push_back(std::move(requests));
+  out.push_back(std::move(grpc));
 
   auto durations = family("remora_request_duration_seconds",
                           "Time from the request head to the end of the response.",
@@ -136,7 +154,15 @@ std::string Metrics::render() const {
   auto rejected = family("remora_downstream_rejected_total",
                          "Downstream requests refused before routing, by reason.",
                          MetricType::Counter);
+  auto defences = family("remora_h2_defence_total",
+                         "HTTP/2 streams or connections ended by a defence or timeout.",
+                         MetricType::Counter);
   for (auto& [name, series] : listeners_) {
+    for (size_t d = 0; d < kH2DefenceNames.size(); ++d) {
+      auto m = labelled({{"listener", name}, {"defence", std::string(kH2DefenceNames[d])}});
+      m.counter.value = static_cast<double>(series->h2_defences[d].value());
+      defences.metric.push_back(std::move(m));
+    }
     auto m = labelled({{"listener", name}});
     m.gauge.value = static_cast<double>(series->active_connections.value());
     downstream.metric.push_back(std::move(m));
@@ -148,6 +174,7 @@ std::string Metrics::render() const {
   }
   out.push_back(std::move(downstream));
   out.push_back(std::move(rejected));
+  out.push_back(std::move(defences));
 
   auto upstream = family("remora_upstream_connections_active",
                          "Open upstream connections per cluster (in use and idle).",
@@ -155,7 +182,13 @@ std::string Metrics::render() const {
   auto failures = family("remora_upstream_connect_failures_total",
                          "Upstream connection attempts that failed or timed out.",
                          MetricType::Counter);
+  auto retries = family("remora_upstream_refused_stream_retries_total",
+                        "HTTP/2 streams the upstream refused (GOAWAY, REFUSED_STREAM), sent again.",
+                        MetricType::Counter);
   for (auto& [name, series] : clusters_) {
+    auto r = labelled({{"cluster", name}});
+    r.counter.value = static_cast<double>(series->refused_stream_retries.value());
+    retries.metric.push_back(std::move(r));
     auto m = labelled({{"cluster", name}});
     m.gauge.value = static_cast<double>(series->active_connections.value());
     upstream.metric.push_back(std::move(m));
@@ -165,6 +198,7 @@ std::string Metrics::render() const {
   }
   out.push_back(std::move(upstream));
   out.push_back(std::move(failures));
+  out.push_back(std::move(retries));
 
   auto reloads = family("remora_config_reloads_total", "Configuration reloads by result.",
                         MetricType::Counter);

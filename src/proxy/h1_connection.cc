@@ -444,7 +444,7 @@ awaitable<bool> H1Connection<ClientStream>::serve_one(const WorkerView& view,
 template <class ClientStream>
 void H1Connection<ClientStream>::finish_request(unsigned status, std::string_view reason) {
   auto elapsed = std::chrono::duration<double>(Clock::now() - current_.start).count();
-  if (current_.series) current_.series->count_status(status);
+  if (current_.series) current_.series->count_status(observe::Protocol::kHttp1, status);
   if (current_.route && current_.route->duration) current_.route->duration->observe(elapsed);
   if (current_.log) {
     observe::AccessRecord record;
@@ -829,10 +829,36 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     client->cancel(up->id);
     request.decoded_body = nullptr;
   };
+  // A stream the upstream refused before answering (GOAWAY above it,
+  // REFUSED_STREAM) was never processed: it goes out again on a fresh stream.
+  int resends = 0;
+  auto resend_refused = [&]() -> awaitable<bool> {
+    if (!up->replayable() || resends == upstream::H2ClientStream::kMaxResends || wake->timed_out)
+      co_return false;
+    auto again = co_await upstream::h2_client_for(*endpoint_, spec);
+    if (!again) co_return false;
+    auto fresh = std::make_shared<upstream::H2ClientStream>();
+    fresh->on_event = up->on_event;
+    fresh->on_request_taken = up->on_request_taken;
+    fresh->request_buffer = std::move(up->request_buffer);
+    fresh->request_done = up->request_done;
+    if (!again->submit(fresh, fields, has_body)) co_return false;
+    if (request.decoded_body) request.decoded_body = &fresh->request_buffer;
+    spec.stats->refused_stream_retries.add();
+    ++resends;
+    client = std::move(again);
+    up = std::move(fresh);
+    co_return true;
+  };
 
   // -- request body
-  while (!request.is_done() && !up->reset && !wake->timed_out) {
-    if (up->request_buffer.size() >= kHighWater) {
+  while (!request.is_done() && !wake->timed_out) {
+    if (up->end) break;  // answered before the whole request (RFC 9113 §8.1): stop sending
+    if (up->reset) {
+      if (co_await resend_refused()) continue;
+      break;
+    }
+    if (up->request_buffer.size() - up->request_sent >= kHighWater) {
       co_await wake->signal.wait();
       continue;
     }
@@ -867,7 +893,10 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   request.decoded_body = nullptr;
 
   // -- response head
-  while (!up->headers_done && !up->reset && !wake->timed_out) co_await wake->signal.wait();
+  for (;;) {
+    while (!up->headers_done && !up->reset && !wake->timed_out) co_await wake->signal.wait();
+    if (up->headers_done || !co_await resend_refused()) break;
+  }
   if (!up->headers_done) {
     give_up();
     auto reason = wake->timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset;
@@ -912,6 +941,28 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     if (up->end || up->reset || wake->timed_out) break;
     co_await wake->signal.wait();
   }
+  // Answered before the whole request: read and drop the rest (bounded in
+  // bytes and by the route deadline), so that the client reads its response
+  // instead of failing on an upload into a closed connection.
+  constexpr uint64_t kMaxDiscard = 4 * 1024 * 1024;
+  uint64_t discarded = 0;
+  deadline.async_wait([this](error_code e) {
+    if (!e) client_.cancel(e);
+  });
+  while (!ec && up->end && !request.is_done() && discarded < kMaxDiscard) {
+    size_t used = 0;
+    while (!request.is_done() && used < in_.size()) {
+      size_t n = request.put(in_.data() + used, ec);
+      if (ec || n == 0) break;
+      used += n;
+    }
+    if (ec == beast::http::error::need_more) ec = {};
+    in_.consume(used);
+    discarded += used;
+    if (ec || request.is_done()) break;
+    size_t n = co_await client_.async_read_some(in_.prepare(next_read_size(in_)), nothrow(ec));
+    in_.commit(n);
+  }
   deadline.cancel();
   if (ec || !up->end) {  // cut short: the client sees the connection close
     give_up();
@@ -926,7 +977,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     co_await asio::async_write(client_, asio::buffer(out_), nothrow(ec));
   }
   finish_request(status, "");
-  co_return !close && !ec;
+  co_return !close && !ec && request.is_done();  // unread request bytes: the connection ends
 }
 
 // After a 101: bytes both ways, untouched, until either side closes.

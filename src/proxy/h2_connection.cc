@@ -53,6 +53,9 @@ constexpr size_t kStreamHighWater = 64 * 1024;  // response bytes queued per str
 constexpr uint32_t kMaxConcurrentStreams = 100;
 constexpr int32_t kStreamWindow = 64 * 1024;
 constexpr int32_t kConnectionWindow = 1024 * 1024;
+// CVE-2019-9518: DATA frames without payload or END_STREAM cost the peer
+// nothing and us a callback each; legitimate clients do not send runs of them.
+constexpr uint32_t kMaxConsecutiveEmptyFrames = 10;
 
 auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -91,6 +94,7 @@ int grpc_status_for(LocalReason reason) {
     case LocalReason::kNoRoute:
       return 12;  // UNIMPLEMENTED
     case LocalReason::kUpstreamTimeout:
+    case LocalReason::kStreamIdleTimeout:
       return 4;  // DEADLINE_EXCEEDED
     case LocalReason::kOverloaded:
       return 8;  // RESOURCE_EXHAUSTED
@@ -102,13 +106,26 @@ int grpc_status_for(LocalReason reason) {
   }
 }
 
+// The grpc-status among `fields`, or -1.
+int grpc_status_in(const upstream::Fields& fields) {
+  for (const auto& [n, v] : fields)
+    if (n == "grpc-status") {
+      unsigned code = 0;
+      for (char c : v) code = code * 10 + static_cast<unsigned>(c - '0');
+      return v.empty() || v.size() > 2 ? 2 : static_cast<int>(code);
+    }
+  return -1;
+}
+
 struct H2Stream {
   explicit H2Stream(int32_t stream_id, const asio::any_io_executor& ex)
-      : id(stream_id), wake(ex), deadline(ex) {}
+      : id(stream_id), wake(ex), deadline(ex), idle(ex) {}
+
+  void touch() { last_active = Clock::now(); }
 
   int32_t id;
   // Request head, owned: nghttp2's header buffers do not outlive the callback.
-  std::string method, path, authority, content_type;
+  std::string method, path, authority, content_type, request_id;
   std::vector<std::pair<std::string, std::string>> fields;  // regular fields, lower case
   size_t header_bytes = 0;
   bool too_large = false;
@@ -121,13 +138,22 @@ struct H2Stream {
   bool out_end = false;
   bool closed = false;  // reset by the client or closed by nghttp2
   bool reset_by_client = false;
-  bool timed_out = false;
+  bool serving = false;   // the head is complete and serve_stream runs
+  bool timed_out = false;  // route deadline or stream idle timeout: see timeout_reason
+  LocalReason timeout_reason = LocalReason::kUpstreamTimeout;
+  Clock::time_point last_active = Clock::now();  // a frame either way, or upstream progress
+  unsigned status = 0;       // the :status sent
+  int grpc_status = -1;      // a grpc-status sent in the response head
+  std::string_view local_reason;  // x-remora-reason of a local reply
+  uint64_t body_acked = 0;   // request bytes acknowledged to the client (WINDOW_UPDATE)
+  uint64_t bytes_in = 0, bytes_out = 0;  // DATA payload received / sent
   upstream::Fields trailers_in;              // the client's, after its DATA
   upstream::Fields trailers_out;             // sent after the last DATA (gRPC status)
   std::function<void(size_t)> on_body_sent;  // an h2 upstream opens its window
 
   Signal wake;
   asio::steady_timer deadline;
+  asio::steady_timer idle;
   std::unique_ptr<upstream::UpstreamConnection> upstream;
 };
 
@@ -160,12 +186,23 @@ class H2Connection final : public DownstreamConnection,
   awaitable<void> serve_stream(std::shared_ptr<H2Stream> stream);
   awaitable<bool> exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
                            const router::Route& route, observe::RequestSeries*& series,
-                           unsigned& status, std::string& upstream_address);
+                           std::string& upstream_address);
   awaitable<bool> exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
                               upstream::UpstreamEndpoint& endpoint,
-                              const upstream::ClusterSpec& spec, const router::Route& route,
-                              unsigned& status);
+                              const upstream::ClusterSpec& spec, const router::Route& route);
   void reply_local(H2Stream& s, LocalReason reason);
+  void count(observe::H2Defence defence) {
+    if (stats_) stats_->count(defence);
+  }
+  // Ends the connection with GOAWAY `code`, counted as `defence`.
+  void refuse_connection(observe::H2Defence defence, uint32_t code) {
+    count(defence);
+    connection_refused_ = true;
+    nghttp2_session_terminate_session(session_, code);
+    flush();
+  }
+  void watch_idle(std::shared_ptr<H2Stream> stream);
+  void stream_idle_expired(H2Stream& s);
   void submit_response(H2Stream& s, unsigned status, const upstream::Fields& fields,
                        bool with_body);
   void close_streams();
@@ -189,6 +226,8 @@ class H2Connection final : public DownstreamConnection,
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame*, void*);
   static int on_data_chunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int on_stream_close(nghttp2_session*, int32_t, uint32_t, void*);
+  static int on_invalid_frame(nghttp2_session*, const nghttp2_frame*, int, void*);
+  static int on_frame_send(nghttp2_session*, const nghttp2_frame*, void*);
   static ssize_t read_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*,
                            nghttp2_data_source*, void*);
 
@@ -204,6 +243,10 @@ class H2Connection final : public DownstreamConnection,
   asio::steady_timer idle_timer_;
   std::map<int32_t, std::shared_ptr<H2Stream>> streams_;
   observe::ListenerSeries* stats_ = nullptr;
+  std::chrono::milliseconds stream_idle_timeout_{300'000};
+  bool connection_refused_ = false;     // a defence sent GOAWAY (and counted it)
+  std::optional<observe::H2Defence> pending_defence_;  // what nghttp2's next GOAWAY is for
+  uint32_t empty_frames_ = 0;           // consecutive DATA frames without payload
   std::vector<uint8_t> recent_;  // 1 = that stream was reset early by the client
   size_t next_recent_ = 0, resets_ = 0, closed_streams_ = 0;
 };
@@ -218,6 +261,8 @@ bool H2Connection::start_session() {
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, on_invalid_frame);
+  nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_frame_send);
   nghttp2_option* option;
   nghttp2_option_new(&option);
   // Windows open as bytes are written upstream, not as they arrive.
@@ -249,6 +294,7 @@ awaitable<void> H2Connection::run() {
   if (stats_) stats_->active_connections.add(1);
   open_downstream_connections().fetch_add(1);
   auto idle_timeout = listener ? listener->limits.idle_timeout : std::chrono::hours(1);
+  if (listener) stream_idle_timeout_ = listener->limits.stream_idle_timeout;
 
   if (listener && start_session()) {
     flush();
@@ -257,10 +303,20 @@ awaitable<void> H2Connection::run() {
         auto data = static_cast<const uint8_t*>(in_.data().data());
         ssize_t used = nghttp2_session_mem_recv(session_, data, in_.size());
         if (used < 0) {  // a connection error: say why (GOAWAY) before closing
-          nghttp2_session_terminate_session(session_, used == NGHTTP2_ERR_FLOODED
-                                                          ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                          : NGHTTP2_PROTOCOL_ERROR);
-          flush();
+          using observe::H2Defence;
+          switch (used) {
+            case NGHTTP2_ERR_BAD_CLIENT_MAGIC:
+              refuse_connection(H2Defence::kInvalidPreface, NGHTTP2_PROTOCOL_ERROR);
+              break;
+            case NGHTTP2_ERR_FLOODED:
+              refuse_connection(H2Defence::kFlood, NGHTTP2_ENHANCE_YOUR_CALM);
+              break;
+            case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS:
+              refuse_connection(H2Defence::kContinuationFlood, NGHTTP2_ENHANCE_YOUR_CALM);
+              break;
+            default:
+              refuse_connection(H2Defence::kProtocolError, NGHTTP2_PROTOCOL_ERROR);
+          }
           break;
         }
         in_.consume(static_cast<size_t>(used));
@@ -272,7 +328,13 @@ awaitable<void> H2Connection::run() {
       idle_timer_.expires_after(idle_timeout);
       auto self = shared_from_this();
       idle_timer_.async_wait([self](error_code ec) {
-        if (!ec && self->streams_.empty()) self->client_.cancel(ec);
+        if (ec || !self->streams_.empty()) return;
+        self->count(observe::H2Defence::kIdleTimeout);
+        nghttp2_submit_goaway(self->session_, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(self->session_),
+                              NGHTTP2_NO_ERROR, nullptr, 0);
+        self->flush();
+        self->client_.cancel(ec);
       });
       in_.shrink_to_fit();
       error_code ec;
@@ -315,6 +377,7 @@ void H2Connection::drain() {
 void H2Connection::close_streams() {
   for (auto& [id, stream] : streams_) {
     stream->closed = true;
+    stream->idle.cancel();
     error_code ec;
     if (stream->upstream) stream->upstream->socket.close(ec);
     stream->wake.notify();
@@ -357,6 +420,7 @@ int H2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_frame
   }
   auto stream = std::make_shared<H2Stream>(frame->hd.stream_id, self->client_.get_executor());
   nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, stream.get());
+  self->watch_idle(stream);
   self->streams_[frame->hd.stream_id] = std::move(stream);
   return 0;
 }
@@ -394,6 +458,7 @@ int H2Connection::on_header(nghttp2_session* session, const nghttp2_frame* frame
   else {
     if (name == "content-type") stream->content_type = value;
     if (name == "content-length") stream->has_content_length = true;
+    if (name == "x-request-id") stream->request_id = value;
     if (name == "host") {  // :authority wins; the upstream gets the one routing saw
       if (stream->authority.empty()) stream->authority = value;
       return 0;
@@ -412,11 +477,20 @@ int H2Connection::on_header(nghttp2_session* session, const nghttp2_frame* frame
 
 int H2Connection::on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
   auto* self = static_cast<H2Connection*>(user);
+  const bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (frame->hd.type == NGHTTP2_DATA) {
+    const bool empty = frame->hd.length <= frame->data.padlen && !end_stream;
+    self->empty_frames_ = empty ? self->empty_frames_ + 1 : 0;
+    if (self->empty_frames_ > kMaxConsecutiveEmptyFrames) {
+      self->refuse_connection(observe::H2Defence::kEmptyFrameFlood, NGHTTP2_ENHANCE_YOUR_CALM);
+      return 0;
+    }
+  }
   auto it = self->streams_.find(frame->hd.stream_id);
   if (it == self->streams_.end()) return 0;
   auto& stream = it->second;
+  stream->touch();
   if (frame->hd.type == NGHTTP2_RST_STREAM) stream->reset_by_client = true;
-  const bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
   if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
     stream->in_end = end_stream;
     // Posted, not run inline: a RST_STREAM in the same read is seen first,
@@ -440,8 +514,11 @@ int H2Connection::on_data_chunk(nghttp2_session* session, uint8_t, int32_t strea
     nghttp2_session_consume_connection(session, len);  // a stream already gone
     return 0;
   }
-  it->second->body_in.append(reinterpret_cast<const char*>(data), len);
-  it->second->wake.notify();
+  auto& stream = *it->second;
+  stream.bytes_in += len;
+  stream.body_in.append(reinterpret_cast<const char*>(data), len);
+  stream.touch();
+  stream.wake.notify();
   return 0;
 }
 
@@ -452,14 +529,54 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t,
   auto stream = it->second;
   self->streams_.erase(it);
   stream->closed = true;
-  if (self->note_reset(stream->reset_by_client)) {  // DESIGN §6: a reset-heavy client
-    nghttp2_session_terminate_session(self->session_, NGHTTP2_ENHANCE_YOUR_CALM);
-    self->flush();
-  }
+  stream->idle.cancel();
+  if (self->note_reset(stream->reset_by_client) && !self->connection_refused_)
+    self->refuse_connection(observe::H2Defence::kRapidReset, NGHTTP2_ENHANCE_YOUR_CALM);
   error_code ec;
   if (stream->upstream) stream->upstream->socket.close(ec);  // the client gave up: so do we
   stream->wake.notify();
   if (self->draining_ && self->streams_.empty()) self->client_.cancel(ec);
+  return 0;
+}
+
+// Stream errors nghttp2 found itself (malformed or connection-specific
+// fields: RST_STREAM PROTOCOL_ERROR, never forwarded), and the one
+// connection error it does not name: a HEADERS frame over the stream limit.
+int H2Connection::on_invalid_frame(nghttp2_session*, const nghttp2_frame* frame, int lib_error,
+                                   void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  if (lib_error == NGHTTP2_ERR_HTTP_HEADER || lib_error == NGHTTP2_ERR_HTTP_MESSAGING)
+    self->count(observe::H2Defence::kHeaderViolation);
+  else if (frame->hd.type == NGHTTP2_HEADERS && self->streams_.size() >= kMaxConcurrentStreams)
+    self->pending_defence_ = observe::H2Defence::kTooManyStreams;
+  return 0;
+}
+
+// A GOAWAY with an error that nghttp2 sent on its own (its reset-rate limit,
+// the stream limit, frame errors) is counted here; ours are counted where sent.
+int H2Connection::on_frame_send(nghttp2_session* session, const nghttp2_frame* frame,
+                                void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
+      (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    // A complete response before the whole request (an early 4xx, an
+    // upstream that did not read the body): RFC 9113 §8.1, RST_STREAM
+    // NO_ERROR tells the client to stop sending, as nginx does, rather than
+    // leave it stalled on a window nobody opens.
+    auto it = self->streams_.find(frame->hd.stream_id);
+    if (it != self->streams_.end() && !it->second->in_end)
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                NGHTTP2_NO_ERROR);
+    return 0;
+  }
+  if (frame->hd.type != NGHTTP2_GOAWAY || frame->goaway.error_code == NGHTTP2_NO_ERROR ||
+      self->connection_refused_)
+    return 0;
+  self->connection_refused_ = true;
+  using observe::H2Defence;
+  self->count(self->pending_defence_.value_or(
+      frame->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM ? H2Defence::kRapidReset
+                                                            : H2Defence::kProtocolError));
   return 0;
 }
 
@@ -470,6 +587,8 @@ ssize_t H2Connection::read_body(nghttp2_session* session, int32_t stream_id, uin
   size_t n = std::min(length, s->body_out.size() - s->out_sent);
   std::memcpy(buf, s->body_out.data() + s->out_sent, n);
   s->out_sent += n;
+  s->bytes_out += n;
+  if (n) s->touch();
   if (n && s->on_body_sent) s->on_body_sent(n);
   if (n != 0 && s->out_sent == s->body_out.size()) {
     s->body_out.clear();
@@ -498,6 +617,8 @@ void H2Connection::submit_response(H2Stream& s, unsigned status, const upstream:
   head.emplace_back(":status", std::to_string(status));
   head.insert(head.end(), fields.begin(), fields.end());
   auto nva = upstream::to_nva(head);
+  s.status = status;
+  s.grpc_status = grpc_status_in(fields);
   nghttp2_data_provider provider{};
   provider.source.ptr = &s;
   provider.read_callback = read_body;
@@ -507,6 +628,7 @@ void H2Connection::submit_response(H2Stream& s, unsigned status, const upstream:
 
 void H2Connection::reply_local(H2Stream& s, LocalReason reason) {
   auto reply = http::local_reply(reason);
+  s.local_reason = reply.reason;
   std::vector<std::pair<std::string, std::string>> fields;
   if (is_grpc(s.content_type)) {  // trailers-only, DESIGN §5
     fields = {{"content-type", "application/grpc"},
@@ -524,32 +646,61 @@ void H2Connection::reply_local(H2Stream& s, LocalReason reason) {
   submit_response(s, reply.status, fields, true);
 }
 
+// A stream with no frame either way and no upstream progress for
+// stream_idle_timeout ends: 408 before the response head, RST_STREAM after
+// it (or while its head is still incomplete).
+void H2Connection::watch_idle(std::shared_ptr<H2Stream> stream) {
+  stream->idle.expires_at(stream->last_active + stream_idle_timeout_);
+  stream->idle.async_wait([self = shared_from_this(), stream](error_code ec) {
+    if (ec || stream->closed) return;
+    if (Clock::now() - stream->last_active < self->stream_idle_timeout_)
+      return self->watch_idle(stream);  // there was activity meanwhile
+    self->stream_idle_expired(*stream);
+  });
+}
+
+void H2Connection::stream_idle_expired(H2Stream& s) {
+  count(observe::H2Defence::kStreamIdleTimeout);
+  s.timed_out = true;
+  s.timeout_reason = LocalReason::kStreamIdleTimeout;
+  error_code ec;
+  if (s.upstream) s.upstream->socket.close(ec);
+  s.wake.notify();
+  // Nobody (left) to answer: the head is incomplete, or the response is
+  // submitted and the client stopped reading it.
+  if (!s.serving || s.status != 0) {
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_CANCEL);
+    flush();
+  }
+}
+
 awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
   auto self = shared_from_this();
   H2Stream& s = *stream;
   auto view = worker_.view;
   const ListenerSpec* listener = view->listener(listener_name_);
-  if (!listener) co_return;
+  if (!listener || s.closed) co_return;
+  s.serving = true;
   const auto start = Clock::now();
   observe::RequestSeries* series = listener->unrouted;
   const router::Route* route = nullptr;
-  unsigned status = 0;
   std::string upstream_address;
-  std::string_view reason;
 
+  if (s.request_id.empty()) {  // the upstream, the log and the client's trace share one id
+    char id[kRequestIdSize];
+    s.request_id = make_request_id(worker_, id);
+    s.fields.emplace_back("x-request-id", s.request_id);
+  }
   http::HeaderList fields;
   for (const auto& [n, v] : s.fields) fields.add(n, v);
   if (s.too_large) {
+    count(observe::H2Defence::kHeaderTooLarge);
     reply_local(s, LocalReason::kHeaderTooLarge);
-    status = 431;
-    reason = "request_header_too_large";
   } else {
     const auto& table = view->snapshot->route_tables[listener->route_table];
     route = table.match({s.authority, s.path, fields});
     if (!route) {
       reply_local(s, LocalReason::kNoRoute);
-      status = 404;
-      reason = "no_route";
     } else {
       // The route timeout covers the whole exchange; a gRPC client's own
       // deadline (grpc-timeout) shortens it, never lengthens it.
@@ -559,15 +710,24 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
           if (auto t = parse_grpc_timeout(v)) timeout = std::min(timeout, *t);
       s.deadline.expires_after(timeout);
       s.deadline.async_wait([stream](error_code ec) {
-        if (ec) return;
+        if (ec || stream->timed_out) return;
         stream->timed_out = true;
         if (stream->upstream) stream->upstream->socket.close(ec);
         stream->wake.notify();
       });
-      co_await exchange(stream, *view, *route, series, status, upstream_address);
+      co_await exchange(stream, *view, *route, series, upstream_address);
     }
   }
-  if (series && status) series->count_status(status);
+  s.deadline.cancel();
+  if (series && s.status) {
+    series->count_status(observe::Protocol::kHttp2, s.status);
+    if (is_grpc(s.content_type)) {
+      int code = s.grpc_status >= 0 ? s.grpc_status : grpc_status_in(s.trailers_out);
+      // No grpc-status reached the client: the stream was reset on it.
+      if (code < 0) code = s.reset_by_client ? 1 /* CANCELLED */ : 13 /* INTERNAL */;
+      series->count_grpc_status(static_cast<unsigned>(code));
+    }
+  }
   auto elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   if (route && route->duration) route->duration->observe(elapsed);
   if (auto log = view->snapshot->access_log_sink) {
@@ -577,19 +737,21 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
     record.method = s.method;
     record.authority = s.authority;
     record.path = s.path;
+    record.request_id = s.request_id;
     record.upstream = upstream_address;
-    record.reason = reason;
-    record.status = status;
+    record.status = s.status;
+    record.reason = s.local_reason;
     record.duration_ms = elapsed * 1000;
+    record.bytes_in = s.bytes_in;
+    record.bytes_out = s.bytes_out;
     log->write(record);
   }
-  s.deadline.cancel();
 }
 
 // One request on an HTTP/1.1 upstream. False when the stream was reset.
 awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
                                        const router::Route& route, observe::RequestSeries*& series,
-                                       unsigned& status, std::string& upstream_address) {
+                                       std::string& upstream_address) {
   H2Stream& s = *ref;
   const auto& target =
       route.pick_target(route.targets.size() > 1 ? worker_.random() % route.total_weight : 0);
@@ -600,7 +762,6 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   auto endpoint = cluster.pick(worker_.random());
   auto fail = [&](LocalReason reason) {
     if (!s.closed) reply_local(s, reason);
-    status = http::local_reply(reason).status;
   };
   if (!endpoint) {
     fail(LocalReason::kNoHealthyEndpoint);
@@ -610,7 +771,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   auto& stats = endpoint->stats();
   upstream::ActiveRequest active(stats);
 
-  if (spec.http2) co_return co_await exchange_h2(s, ref, *endpoint, spec, route, status);
+  if (spec.http2) co_return co_await exchange_h2(s, ref, *endpoint, spec, route);
 
   s.upstream = endpoint->acquire(Clock::now(), spec.pool_idle_timeout);
   if (!s.upstream) {
@@ -628,7 +789,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
       s.upstream.reset();
       spec.stats->connect_failures.add();
       stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
-      fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamConnectFailure);
+      fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamConnectFailure);
       co_return false;
     }
     s.upstream->socket.set_option(tcp::no_delay(true), ec);
@@ -638,7 +799,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   // -- request head and body
   http::HeaderList fields;
   for (const auto& [n, v] : s.fields) fields.add(n, v);
-  fields.add("host", s.authority);
+  fields.add("host", s.authority);  // x-request-id is among s.fields (serve_stream)
   // The whole request may have arrived before this coroutine ran.
   const bool chunked = !s.has_content_length && (!s.in_end || !s.body_in.empty());
   std::string_view prefix, rest = s.path;
@@ -646,9 +807,6 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     prefix = route.rewrite_prefix;
     rest = rest.substr(route.prefix.size());
   }
-  char request_id[kRequestIdSize];
-  std::string_view new_request_id;
-  if (!fields.find("x-request-id")) new_request_id = make_request_id(worker_, request_id);
   std::string head;
   http::h1::write_request_head(head, {.method = s.method,
                                       .target_prefix = prefix,
@@ -657,7 +815,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
                                       .mutation = &route.request_headers,
                                       .client_address = client_ip_,
                                       .forwarded_proto = "http",
-                                      .new_request_id = new_request_id,
+                                      .new_request_id = {},
                                       .upgrade = {},
                                       .chunked = chunked,
                                       .drop_expect = false});
@@ -676,7 +834,11 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
         asio::buffer(size_line, chunked ? static_cast<size_t>(size_len) : 0), asio::buffer(piece),
         asio::buffer("\r\n", chunked ? 2 : 0)};
     co_await asio::async_write(up.socket, parts, nothrow(ec));
-    if (!s.closed) nghttp2_session_consume(session_, s.id, piece.size());
+    s.touch();
+    if (!s.closed) {
+      nghttp2_session_consume(session_, s.id, piece.size());
+      s.body_acked += piece.size();
+    }
     flush();
   }
   if (!ec && chunked && !s.closed && !s.timed_out) {
@@ -691,7 +853,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   }
   if (ec || s.timed_out) {
     s.upstream.reset();
-    fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset);
+    fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamReset);
     co_return false;
   }
 
@@ -734,14 +896,15 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     if (ec || s.closed || s.timed_out) {
       s.upstream.reset();
       if (!s.closed)
-        fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset);
+        fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamReset);
       co_return false;
     }
     up.buffer.commit(n);
   }
 
   // -- response to the client: h1 field names are case-insensitive, h2's lower case
-  status = response.status;
+  s.touch();
+  const unsigned status = response.status;
   upstream::Fields head_fields_in;
   for (const auto& f : response.headers) head_fields_in.emplace_back(f.name, f.value);
   auto out_fields = h2_response(head_fields_in, route.response_headers);
@@ -784,6 +947,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     }
     if (ec) break;
     up.buffer.commit(n);
+    s.touch();
   }
   if (s.closed) {
     s.upstream.reset();
@@ -806,20 +970,16 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
 
 // One request on a multiplexed HTTP/2 upstream: headers, DATA and trailers
 // pass through as they are, both bodies stream (gRPC bidi included), and
-// each side's window opens only as the other side takes the bytes.
+// each side's window opens only as the other side takes the bytes. A stream
+// the upstream refused before answering (GOAWAY above it, REFUSED_STREAM)
+// was never processed, so it is sent again on a fresh stream.
 awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
                                           upstream::UpstreamEndpoint& endpoint,
                                           const upstream::ClusterSpec& spec,
-                                          const router::Route& route, unsigned& status) {
+                                          const router::Route& route) {
   auto fail = [&](LocalReason reason) {
     if (!s.closed) reply_local(s, reason);
-    status = http::local_reply(reason).status;
   };
-  auto client = co_await upstream::h2_client_for(endpoint, spec);
-  if (!client) {
-    fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamConnectFailure);
-    co_return false;
-  }
 
   // -- request head
   std::string path = s.path;
@@ -830,41 +990,55 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
   auto request =
       h2_request(s.method, s.authority, path, fields, route.request_headers, client_ip_, worker_);
 
-  auto up = std::make_shared<upstream::H2ClientStream>();
-  up->request_body = &s.body_in;
-  up->request_end = &s.in_end;
   auto self = shared_from_this();
-  const int32_t down_id = s.id;
-  up->on_request_taken = [self, ref, down_id](size_t n) {
-    if (ref->closed) return;
-    nghttp2_session_consume(self->session_, down_id, n);  // the client may send more
-    self->flush();
-  };
-  up->response_body = &s.body_out;
-  up->on_event = [ref] { ref->wake.notify(); };
-  if (!client->submit(up, request, !s.in_end || !s.body_in.empty())) {
-    fail(LocalReason::kUpstreamReset);
-    co_return false;
+  std::shared_ptr<upstream::H2Client> client;
+  std::shared_ptr<upstream::H2ClientStream> up;
+  for (int resends = 0;; ++resends) {
+    client = co_await upstream::h2_client_for(endpoint, spec);
+    if (!client) {
+      fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamConnectFailure);
+      co_return false;
+    }
+    up = std::make_shared<upstream::H2ClientStream>();
+    up->request_body = &s.body_in;
+    up->request_end = &s.in_end;
+    up->request_trailers = &s.trailers_in;
+    up->response_body = &s.body_out;
+    // The client's window opens once per byte, however often a byte is sent.
+    up->on_request_taken = [self, ref, sent = up.get()](size_t) {
+      if (ref->closed || sent->request_bytes_out <= ref->body_acked) return;
+      nghttp2_session_consume(self->session_, ref->id, sent->request_bytes_out - ref->body_acked);
+      ref->body_acked = sent->request_bytes_out;
+      self->flush();
+    };
+    up->on_event = [ref] {
+      ref->touch();
+      ref->wake.notify();
+    };
+    if (!client->submit(up, request, !s.in_end || !s.body_in.empty())) {
+      fail(LocalReason::kUpstreamReset);
+      co_return false;
+    }
+    // -- response head (the request body keeps streaming meanwhile)
+    while (!up->headers_done && !up->reset && !s.closed && !s.timed_out) {
+      co_await s.wake.wait();
+      if (!s.body_in.empty() || s.in_end) client->resume(up->id);
+    }
+    if (!up->replayable() || resends == upstream::H2ClientStream::kMaxResends || s.closed || s.timed_out) break;
+    spec.stats->refused_stream_retries.add();
   }
   auto pump_request = [&] {
     if (!s.body_in.empty() || s.in_end) client->resume(up->id);
   };
-
-  // -- response head (the request body keeps streaming meanwhile)
-  while (!up->headers_done && !up->reset && !s.closed && !s.timed_out) {
-    co_await s.wake.wait();
-    pump_request();
-  }
   if (s.closed) {
     client->cancel(up->id);
     co_return false;
   }
   if (!up->headers_done) {
     client->cancel(up->id);
-    fail(s.timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset);
+    fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamReset);
     co_return false;
   }
-  status = up->status;
   auto response = h2_response(up->headers, route.response_headers);
   s.on_body_sent = [client, id = up->id](size_t n) { client->consume(id, n); };
   // A response that ended with its head (gRPC trailers-only) has no DATA.
@@ -876,7 +1050,7 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
   };
   if (up->end) take_trailers();  // before out_end: the last DATA frame carries them
   s.out_end = up->end;
-  submit_response(s, status, response, has_body);
+  submit_response(s, up->status, response, has_body);
 
   // -- response body and trailers
   while (!up->end && !up->reset && !s.closed && !s.timed_out) {

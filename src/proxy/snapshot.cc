@@ -109,6 +109,8 @@ class Compiler {
     out->dns_refresh = to_ms(in.dns_refresh(), milliseconds(5000));
     out->pool_idle_timeout = to_ms(in.pool().idle_timeout(), milliseconds(60'000));
     if (in.pool().max_idle()) out->pool_max_idle = in.pool().max_idle();
+    out->keepalive_interval = to_ms(in.pool().keepalive_interval(), milliseconds(30'000));
+    out->keepalive_timeout = to_ms(in.pool().keepalive_timeout(), milliseconds(10'000));
     out->stats = &metrics_.cluster(in.name());
     return out;
   }
@@ -196,6 +198,7 @@ class Compiler {
     if (l.max_request_target_bytes()) out.limits.max_target_bytes = l.max_request_target_bytes();
     out.limits.header_read_timeout = to_ms(l.header_read_timeout(), milliseconds(10'000));
     out.limits.idle_timeout = to_ms(l.idle_timeout(), milliseconds(3'600'000));
+    out.limits.stream_idle_timeout = to_ms(l.stream_idle_timeout(), milliseconds(300'000));
     if (l.max_connections()) out.limits.max_connections = l.max_connections();
     out.stats = &metrics_.listener(in.name());
     out.unrouted = &metrics_.requests(in.name(), "", "");

@@ -12,7 +12,6 @@
 #include "remora/upstream/cluster_spec.h"
 #include "remora/upstream/endpoint.h"
 
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 
 namespace remora::upstream {
@@ -26,8 +25,13 @@ constexpr int32_t kStreamWindow = 64 * 1024;
 constexpr int32_t kConnectionWindow = 1024 * 1024;
 }  // namespace
 
-H2Client::H2Client(asio::ip::tcp::socket socket, observe::Gauge* active)
-    : socket_(std::move(socket)), active_(active), in_(1024 * 1024) {
+H2Client::H2Client(asio::ip::tcp::socket socket, observe::Gauge* active, Keepalive keepalive)
+    : socket_(std::move(socket)),
+      active_(active),
+      in_(1024 * 1024),
+      keepalive_(keepalive),
+      keepalive_timer_(socket_.get_executor()),
+      last_received_(std::chrono::steady_clock::now()) {
   if (active_) active_->add(1);
 }
 
@@ -58,8 +62,33 @@ bool H2Client::start() {
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
   open_ = true;
   asio::co_spawn(socket_.get_executor(), read_loop(), asio::detached);
+  asio::co_spawn(socket_.get_executor(), keepalive_loop(), asio::detached);
   flush();
   return true;
+}
+
+// A connection the peer has been silent on for keepalive_.interval gets a
+// PING; without its ACK within keepalive_.timeout the peer (or a NAT on the
+// way) is gone, and the connection is closed before a request finds out.
+asio::awaitable<void> H2Client::keepalive_loop() {
+  auto self = shared_from_this();
+  using Clock = std::chrono::steady_clock;
+  while (open_) {
+    keepalive_timer_.expires_at(last_received_ + keepalive_.interval);
+    error_code ec;
+    co_await keepalive_timer_.async_wait(nothrow(ec));
+    if (!open_) break;
+    if (Clock::now() - last_received_ < keepalive_.interval) continue;  // heard from meanwhile
+    ping_outstanding_ = true;
+    nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
+    flush();
+    keepalive_timer_.expires_after(keepalive_.timeout);
+    co_await keepalive_timer_.async_wait(nothrow(ec));
+    if (open_ && ping_outstanding_) {
+      close();
+      break;
+    }
+  }
 }
 
 bool H2Client::usable() const {
@@ -109,6 +138,7 @@ void H2Client::close() {
 
 void H2Client::fail_all() {
   open_ = false;
+  keepalive_timer_.cancel();
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, stream] : streams) {
@@ -125,6 +155,7 @@ asio::awaitable<void> H2Client::read_loop() {
     size_t n = co_await socket_.async_read_some(in_.prepare(net::kRecycledBlock), nothrow(ec));
     if (ec) break;
     in_.commit(n);
+    last_received_ = std::chrono::steady_clock::now();
     ssize_t used = nghttp2_session_mem_recv(
         session_, static_cast<const uint8_t*>(in_.data().data()), in_.size());
     if (used < 0) break;
@@ -183,6 +214,10 @@ int H2Client::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint
 
 int H2Client::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   auto* self = static_cast<H2Client*>(user);
+  if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+    self->ping_outstanding_ = false;
+    return 0;
+  }
   if (frame->hd.type == NGHTTP2_GOAWAY) {
     self->goaway_ = true;
     // Streams above last_stream_id were never processed: the caller may retry them.
@@ -196,6 +231,7 @@ int H2Client::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* 
   if (frame->hd.type == NGHTTP2_HEADERS) {
     if (stream.status != 0 && !stream.headers_done) {
       stream.headers_done = true;  // a final response head (1xx heads are skipped)
+      stream.keep_sent = false;    // processed: never replayed
     } else if (stream.status == 0) {
       stream.headers.clear();  // interim 1xx
     }
@@ -233,18 +269,31 @@ int H2Client::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t erro
   return 0;
 }
 
-ssize_t H2Client::read_request_body(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
-                                    uint32_t* flags, nghttp2_data_source* source, void*) {
+ssize_t H2Client::read_request_body(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
+                                    size_t length, uint32_t* flags, nghttp2_data_source* source,
+                                    void*) {
   auto* stream = static_cast<H2ClientStream*>(source->ptr);
   auto& body = *stream->request_body;
-  size_t n = std::min(length, body.size());
-  std::memcpy(buf, body.data(), n);
-  body.erase(0, n);
+  size_t n = std::min(length, body.size() - stream->request_sent);
+  std::memcpy(buf, body.data() + stream->request_sent, n);
+  stream->request_sent += n;
+  stream->request_bytes_out += n;
+  if (!stream->keep_sent || stream->request_sent > H2ClientStream::kReplayLimit) {
+    body.erase(0, stream->request_sent);
+    stream->request_sent = 0;
+    stream->keep_sent = false;
+  }
   if (n && stream->on_request_taken) stream->on_request_taken(n);
-  if (body.empty() && *stream->request_end)
+  if (body.size() == stream->request_sent && *stream->request_end) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
-  else if (n == 0)
+    if (stream->request_trailers && !stream->request_trailers->empty()) {
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;  // END_STREAM goes on the trailers
+      auto nva = to_nva(*stream->request_trailers);
+      nghttp2_submit_trailer(session, stream_id, nva.data(), nva.size());
+    }
+  } else if (n == 0) {
     return NGHTTP2_ERR_DEFERRED;
+  }
   return static_cast<ssize_t>(n);
 }
 
@@ -288,7 +337,9 @@ asio::awaitable<std::shared_ptr<H2Client>> h2_client_for(UpstreamEndpoint& endpo
     co_return nullptr;
   }
   socket.set_option(asio::ip::tcp::no_delay(true), ec);
-  auto client = std::make_shared<H2Client>(std::move(socket), &spec.stats->active_connections);
+  auto client = std::make_shared<H2Client>(std::move(socket), &spec.stats->active_connections,
+                                           H2Client::Keepalive{spec.keepalive_interval,
+                                                               spec.keepalive_timeout});
   if (!client->start()) co_return nullptr;
   endpoint.h2_clients.push_back(client);
   co_return client;

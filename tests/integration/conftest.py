@@ -23,6 +23,7 @@ from helpers import (REPO, free_port, http_get, wait_until, parse_metrics,
 
 REMORA_BIN = Path(os.environ.get("REMORA_BIN", REPO / "build" / "src" / "remora"))
 UPSTREAM_PY = REPO / "tests" / "upstream" / "upstream.py"
+H2_UPSTREAM_PY = REPO / "tests" / "upstream" / "h2_upstream.py"
 
 # Process owners alive now; their logs are attached to a failed test's report.
 _LIVE = []
@@ -70,6 +71,9 @@ class Upstream:
             cmd += ["--delay", str(delay)]
         if error_rate:
             cmd += ["--error-rate", str(error_rate)]
+        self._launch(cmd, logs, name)
+
+    def _launch(self, cmd, logs, name):
         self.log_path.touch()
         self._out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._out)
@@ -117,6 +121,75 @@ class Upstream:
         if self.proc.stdout:
             self.proc.stdout.close()
         self._out.close()
+
+
+class H2Upstream(Upstream):
+    """tests/upstream/h2_upstream.py: an HTTP/2 (h2c) upstream on python3-h2.
+
+    mode: None, or goaway_second / refuse_first / no_ping_ack (a list or a
+    comma-separated string; they combine); delay: ms before each response's
+    HEADERS. Its log has the events of upstream.py ("connect", "request",
+    "body", "aborted", "disconnect") plus stream ids and h2 events ("ping",
+    "goaway_sent", "refused", "response", ...): see the script's docstring."""
+
+    def __init__(self, workdir, logs, name, mode=None, delay=0, port=0, goaway_close_after=3.0):
+        self.name = name
+        self.log_path = Path(workdir) / ("h2upstream-%s.log" % name)
+        self.out_path = Path(workdir) / ("h2upstream-%s.out" % name)
+        cmd = [sys.executable, str(H2_UPSTREAM_PY), "--host", "127.0.0.1", "--port", str(port),
+               "--name", name, "--log", str(self.log_path),
+               "--goaway-close-after", str(goaway_close_after)]
+        modes = [mode] if isinstance(mode, str) else list(mode or ())
+        for m in modes:
+            cmd += ["--mode", m]
+        if delay:
+            cmd += ["--delay", str(delay)]
+        self._launch(cmd, logs, "h2 " + name)
+
+    def requests(self):
+        """Requests whose HEADERS arrived, one per stream, with what became of
+        them merged in: complete/body_bytes/body_sha256/trailers (END_STREAM
+        received), answered (response HEADERS sent), refused (RST_STREAM
+        REFUSED_STREAM sent), aborted (reset by remora or connection gone)."""
+        events = read_json_lines(self.log_path)
+        by_id = {}
+        for e in events:
+            if "id" in e and e.get("event") != "request":
+                by_id.setdefault(e["id"], []).append(e)
+        out = []
+        for e in events:
+            if e.get("event") != "request":
+                continue
+            r = dict(e)
+            r.update(complete=False, answered=False, refused=False, aborted=False)
+            for later in by_id.get(e["id"], ()):
+                kind = later["event"]
+                if kind == "body":
+                    r["complete"] = True
+                    r["body_bytes"] = later["body_bytes"]
+                    r["body_sha256"] = later["body_sha256"]
+                    r["trailers"] = later["trailers"]
+                elif kind == "response":
+                    r["answered"] = True
+                elif kind == "refused":
+                    r["refused"] = True
+                elif kind == "aborted":
+                    r["aborted"] = True
+                    r.setdefault("body_bytes", later.get("body_bytes"))
+            out.append(r)
+        return out
+
+    def connections(self):
+        """Connection numbers the upstream accepted, in order."""
+        return [e["conn"] for e in self.events("connect")]
+
+    def pings(self, conn=None):
+        """PINGs (not ACKs) received, on connection `conn` or on all."""
+        return [e for e in self.events("ping") if conn is None or e["conn"] == conn]
+
+    def disconnect(self, conn):
+        """The "disconnect" event of connection `conn`, or None while it is open."""
+        return next((e for e in self.events("disconnect") if e["conn"] == conn), None)
 
 
 class Remora:
@@ -221,6 +294,12 @@ class _Processes:
 
     def upstream(self, name="up", **kw):
         up = Upstream(self.workdir, self.logs, name, **kw)
+        self.upstreams.append(up)
+        return up
+
+    def h2_upstream(self, name="h2up", mode=None, **kw):
+        """An HTTP/2 upstream (tests/upstream/h2_upstream.py), see H2Upstream."""
+        up = H2Upstream(self.workdir, self.logs, name, mode=mode, **kw)
         self.upstreams.append(up)
         return up
 

@@ -201,10 +201,15 @@ std::string joined(const std::vector<std::string>& errors) {
 // A Metrics with a bit of everything in it.
 void populate(Metrics& m) {
   auto& ok = m.requests("inbound", "orders", "orders-v1");
-  ok.count_status(200);
-  ok.count_status(204);
-  ok.count_status(503);
-  m.requests("inbound", "orders", "orders-v2").count_status(404);
+  ok.count_status(Protocol::kHttp1, 200);
+  ok.count_status(Protocol::kHttp1, 204);
+  ok.count_status(Protocol::kHttp1, 503);
+  m.requests("inbound", "orders", "orders-v2").count_status(Protocol::kHttp1, 404);
+  auto& grpc = m.requests("inbound", "orders", "orders-v1");
+  grpc.count_status(Protocol::kHttp2, 200);
+  grpc.count_grpc_status(0);
+  grpc.count_grpc_status(14);
+  grpc.count_grpc_status(99);  // not a gRPC code: UNKNOWN
   auto& d = m.duration("inbound", "orders");
   d.observe(0.0003);
   d.observe(0.001);
@@ -216,6 +221,8 @@ void populate(Metrics& m) {
   auto& c = m.cluster("orders-v1");
   c.active_connections.add(2);
   c.connect_failures.add(4);
+  c.refused_stream_retries.add(3);
+  l.count(H2Defence::kRapidReset);
   m.reloads_ok.add(2);
   m.reloads_failed.add();
 }
@@ -239,6 +246,9 @@ TEST_CASE("render: the exposition is well-formed Prometheus text") {
       {"remora_upstream_connections_active", "gauge"},
       {"remora_upstream_connect_failures_total", "counter"},
       {"remora_config_reloads_total", "counter"},
+      {"remora_grpc_requests_total", "counter"},
+      {"remora_h2_defence_total", "counter"},
+      {"remora_upstream_refused_stream_retries_total", "counter"},
   };
   for (const auto& [name, type] : expected) {
     CAPTURE(name);
@@ -278,7 +288,7 @@ TEST_CASE("render: values of every family") {
     return e.value("remora_requests_total", {{"listener", "inbound"},
                                              {"route", "orders"},
                                              {"cluster", cluster},
-                                             {"status_class", cls}});
+                                             {"protocol", "http1"}, {"status_class", cls}});
   };
   CHECK(req("orders-v1", "2xx") == 2);
   CHECK(req("orders-v1", "5xx") == 1);
@@ -286,6 +296,25 @@ TEST_CASE("render: values of every family") {
   CHECK(req("orders-v1", "1xx") == 0);
   CHECK(req("orders-v1", "3xx") == 0);
   CHECK(req("orders-v2", "4xx") == 1);
+  CHECK(e.value("remora_requests_total", {{"listener", "inbound"},
+                                          {"route", "orders"},
+                                          {"cluster", "orders-v1"},
+                                          {"protocol", "http2"},
+                                          {"status_class", "2xx"}}) == 1);
+  auto grpc_calls = [&](const char* code) {
+    return e.value("remora_grpc_requests_total", {{"listener", "inbound"},
+                                                  {"route", "orders"},
+                                                  {"cluster", "orders-v1"},
+                                                  {"grpc_status", code}});
+  };
+  CHECK(grpc_calls("0") == 1);
+  CHECK(grpc_calls("14") == 1);
+  CHECK(grpc_calls("2") == 1);
+  CHECK(std::isnan(grpc_calls("5")));  // codes never seen are not exported
+  CHECK(e.value("remora_h2_defence_total", {{"listener", "inbound"}, {"defence", "rapid_reset"}}) ==
+        1);
+  CHECK(e.value("remora_h2_defence_total", {{"listener", "inbound"}, {"defence", "flood"}}) == 0);
+  CHECK(e.value("remora_upstream_refused_stream_retries_total", {{"cluster", "orders-v1"}}) == 3);
 
   CHECK(e.value("remora_downstream_connections_active", {{"listener", "inbound"}}) == 3);
   // Every refusal reason is exported from the start, at 0, so rate() works.
@@ -371,11 +400,11 @@ TEST_CASE("the same labels return the same series - different labels a different
 
   // A series handed out before keeps counting into the same exported value
   // after it is asked for again (a config reload).
-  a.count_status(200);
-  m.requests("l", "r", "c").count_status(201);
+  a.count_status(Protocol::kHttp1, 200);
+  m.requests("l", "r", "c").count_status(Protocol::kHttp1, 201);
   auto e = parse(m.render());
   CHECK(e.value("remora_requests_total",
-                {{"listener", "l"}, {"route", "r"}, {"cluster", "c"}, {"status_class", "2xx"}}) == 2);
+                {{"listener", "l"}, {"route", "r"}, {"cluster", "c"}, {"protocol", "http1"}, {"status_class", "2xx"}}) == 2);
 }
 
 TEST_CASE("counters move by exactly what was added between two scrapes") {
@@ -387,13 +416,13 @@ TEST_CASE("counters move by exactly what was added between two scrapes") {
     return parse(m.render()).value(name, labels);
   };
   const std::map<std::string, std::string> ok = {
-      {"listener", "inbound"}, {"route", "r"}, {"cluster", "c"}, {"status_class", "2xx"}};
+      {"listener", "inbound"}, {"route", "r"}, {"cluster", "c"}, {"protocol", "http1"}, {"status_class", "2xx"}};
   CHECK(value("remora_requests_total", ok) == 0);
-  for (int i = 0; i < 5; ++i) s.count_status(200);
-  s.count_status(299);
+  for (int i = 0; i < 5; ++i) s.count_status(Protocol::kHttp1, 200);
+  s.count_status(Protocol::kHttp1, 299);
   CHECK(value("remora_requests_total", ok) == 6);
-  s.count_status(99);   // not a status: counted nowhere
-  s.count_status(600);
+  s.count_status(Protocol::kHttp1, 99);   // not a status: counted nowhere
+  s.count_status(Protocol::kHttp1, 600);
   auto e = parse(m.render());
   double total = 0;
   for (const auto& sample : e.samples)
@@ -425,7 +454,7 @@ TEST_CASE("counters move by exactly what was added between two scrapes") {
 TEST_CASE("label values from the config are escaped - not broken") {
   Metrics m;
   // Route names are user-chosen text.
-  m.requests("in", "say \"hi\"\\now\nnext", "c").count_status(500);
+  m.requests("in", "say \"hi\"\\now\nnext", "c").count_status(Protocol::kHttp1, 500);
   auto text = m.render();
   INFO(text);
   auto e = parse(text);
@@ -433,7 +462,7 @@ TEST_CASE("label values from the config are escaped - not broken") {
   CHECK(e.value("remora_requests_total", {{"listener", "in"},
                                           {"route", "say \"hi\"\\now\nnext"},
                                           {"cluster", "c"},
-                                          {"status_class", "5xx"}}) == 1);
+                                          {"protocol", "http1"}, {"status_class", "5xx"}}) == 1);
 }
 
 TEST_CASE("a fresh Metrics renders valid text") {

@@ -16,6 +16,7 @@ enum class LocalReason {
   kHeaderTooLarge,
   kUriTooLong,
   kRequestTimeout,
+  kStreamIdleTimeout,
   kOverloaded,
   kExpectationFailed,
   kNotImplemented,

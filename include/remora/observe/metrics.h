@@ -50,23 +50,57 @@ class DurationHistogram {
   Counter sum_us_;
 };
 
-// Requests of one (listener, route, cluster), by status class 1xx..5xx.
+// The downstream protocol a request came in on.
+enum class Protocol : uint8_t { kHttp1, kHttp2 };
+inline constexpr std::array<std::string_view, 2> kProtocolNames = {"http1", "http2"};
+
+// gRPC status codes 0 (OK) .. 16 (UNAUTHENTICATED); anything else counts as 2 (UNKNOWN).
+inline constexpr size_t kGrpcStatuses = 17;
+
+// Requests of one (listener, route, cluster), by downstream protocol and
+// status class 1xx..5xx; gRPC calls also by grpc-status.
 struct RequestSeries {
-  std::array<Counter, 5> by_status_class;
-  void count_status(unsigned status) {
-    if (status >= 100 && status < 600) by_status_class[status / 100 - 1].add();
+  std::array<std::array<Counter, 5>, kProtocolNames.size()> by_status_class;
+  std::array<Counter, kGrpcStatuses> by_grpc_status;
+  void count_status(Protocol protocol, unsigned status) {
+    if (status >= 100 && status < 600)
+      by_status_class[static_cast<size_t>(protocol)][status / 100 - 1].add();
   }
+  void count_grpc_status(unsigned code) { by_grpc_status[code < kGrpcStatuses ? code : 2].add(); }
 };
+
+// HTTP/2 abuse defences and timeouts, each counted when it ends a stream or
+// a connection (DESIGN §6).
+enum class H2Defence : uint8_t {
+  kInvalidPreface,
+  kFlood,  // SETTINGS / PING / RST ack floods (nghttp2's outbound-queue limits)
+  kContinuationFlood,
+  kEmptyFrameFlood,
+  kRapidReset,
+  kTooManyStreams,
+  kHeaderViolation,  // malformed pseudo-headers, connection-specific fields: stream error
+  kHeaderTooLarge,
+  kProtocolError,  // any other connection error
+  kStreamIdleTimeout,
+  kIdleTimeout,
+};
+inline constexpr std::array<std::string_view, 11> kH2DefenceNames = {
+    "invalid_preface", "flood",          "continuation_flood", "empty_frame_flood",
+    "rapid_reset",     "too_many_streams", "header_violation", "header_too_large",
+    "protocol_error",  "stream_idle_timeout", "idle_timeout"};
 
 struct ListenerSeries {
   Gauge active_connections;
   std::map<std::string, Counter, std::less<>> rejected;  // reason → count; keys fixed at creation
   Counter& rejected_for(std::string_view reason);
+  std::array<Counter, kH2DefenceNames.size()> h2_defences;
+  void count(H2Defence defence) { h2_defences[static_cast<size_t>(defence)].add(); }
 };
 
 struct ClusterSeries {
   Gauge active_connections;
   Counter connect_failures;
+  Counter refused_stream_retries;  // h2 streams the upstream refused, sent again
 };
 
 class Metrics {

@@ -24,6 +24,8 @@ struct ClusterSpec {
   std::chrono::milliseconds dns_refresh{5000};
   std::chrono::milliseconds pool_idle_timeout{60000};
   size_t pool_max_idle = 64;
+  std::chrono::milliseconds keepalive_interval{30000};  // h2: PING after this much silence
+  std::chrono::milliseconds keepalive_timeout{10000};   // h2: no PING ACK by then → close
   observe::ClusterSeries* stats = nullptr;
 };
 

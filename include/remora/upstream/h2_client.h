@@ -4,6 +4,7 @@
 // caller owns each stream's buffers and is woken through a callback. Flow
 // control follows the caller: response DATA is acknowledged (WINDOW_UPDATE)
 // only when the caller says it passed the bytes on.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -16,6 +17,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "remora/net/buffer_recycler.h"
 
@@ -28,14 +30,26 @@ namespace remora::upstream {
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
 struct H2ClientStream {
+  // Request bytes kept after they were sent, until the response head comes,
+  // so that a stream the upstream refused can be sent again.
+  static constexpr size_t kReplayLimit = 64 * 1024;
+  // How many times one request is sent again after such refusals.
+  static constexpr int kMaxResends = 1;
+
   int32_t id = -1;
-  // Request body: bytes are taken from the front of `*request_body` as
-  // frames go out; `*request_end` says no more will come. They point at the
-  // stream's own buffers unless the caller points them at its own.
+  // Request body: bytes go out from the front of `*request_body`; the first
+  // `request_sent` of them were sent and are kept for a replay (see
+  // replayable()), later ones are dropped once sent. `*request_end` says no
+  // more will come; `*request_trailers` (if any) follow the last DATA. They
+  // point at the stream's own buffers unless the caller points them at its own.
   std::string request_buffer;
   bool request_done = false;
   std::string* request_body = &request_buffer;
   const bool* request_end = &request_done;
+  const std::vector<std::pair<std::string, std::string>>* request_trailers = nullptr;
+  size_t request_sent = 0;
+  uint64_t request_bytes_out = 0;                // all request bytes sent on this stream
+  bool keep_sent = true;                         // until the response head or kReplayLimit
   std::function<void(size_t)> on_request_taken;  // bytes taken (caller opens its window)
   // Response, filled in by the client.
   unsigned status = 0;
@@ -48,6 +62,10 @@ struct H2ClientStream {
   bool reset = false;              // RST_STREAM, GOAWAY above it, or the connection died
   bool refused = false;            // never processed by the upstream: safe to retry
   std::function<void()> on_event;  // something above changed
+
+  // Refused before any response, with every request byte sent still at the
+  // front of *request_body: the same request can go out on another stream.
+  bool replayable() const { return refused && !headers_done && keep_sent; }
 };
 
 class UpstreamEndpoint;
@@ -55,7 +73,11 @@ struct ClusterSpec;
 
 class H2Client : public std::enable_shared_from_this<H2Client> {
  public:
-  H2Client(boost::asio::ip::tcp::socket socket, observe::Gauge* active);
+  struct Keepalive {
+    std::chrono::milliseconds interval;  // PING after this long without a frame from the peer
+    std::chrono::milliseconds timeout;   // no ACK by then: the connection is dead, close it
+  };
+  H2Client(boost::asio::ip::tcp::socket socket, observe::Gauge* active, Keepalive keepalive);
   ~H2Client();
 
   // Sends the preface and SETTINGS and starts reading. False on failure.
@@ -74,6 +96,7 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
  private:
   boost::asio::awaitable<void> read_loop();
   boost::asio::awaitable<void> write_loop();
+  boost::asio::awaitable<void> keepalive_loop();
   void flush();
   void fail_all();
 
@@ -93,6 +116,10 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
   bool writing_ = false;
   bool open_ = false;
   bool goaway_ = false;
+  Keepalive keepalive_;
+  boost::asio::steady_timer keepalive_timer_;
+  std::chrono::steady_clock::time_point last_received_;
+  bool ping_outstanding_ = false;
   std::map<int32_t, std::shared_ptr<H2ClientStream>> streams_;
 };
 
