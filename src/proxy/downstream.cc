@@ -13,6 +13,12 @@ net::ReadBuffer downstream_read_buffer() {
   return net::ReadBuffer(64 * 1024 + 2 * net::kRecycledBlock);
 }
 
+ListenerProtocol protocol_for_alpn(std::string_view alpn, ListenerProtocol configured) {
+  if (alpn == "h2") return ListenerProtocol::kHttp2;
+  if (alpn == "http/1.1") return ListenerProtocol::kHttp1;
+  return configured;
+}
+
 void serve_downstream(tcp::socket socket, WorkerContext& worker, std::string listener_name,
                       ListenerProtocol protocol) {
   switch (protocol) {

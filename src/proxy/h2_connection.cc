@@ -32,6 +32,7 @@
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
 #include "remora/proxy/downstream.h"
+#include "remora/proxy/grpc.h"
 #include "remora/proxy/h2_translate.h"
 #include "remora/proxy/request_id.h"
 #include "remora/proxy/signal.h"
@@ -58,64 +59,6 @@ constexpr int32_t kConnectionWindow = 1024 * 1024;
 constexpr uint32_t kMaxConsecutiveEmptyFrames = 10;
 
 auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
-
-// "100m", "2S", "1H" ... (gRPC over HTTP/2: 1-8 digits and a unit).
-std::optional<std::chrono::milliseconds> parse_grpc_timeout(std::string_view v) {
-  if (v.size() < 2 || v.size() > 9) return std::nullopt;
-  uint64_t n = 0;
-  for (char c : v.substr(0, v.size() - 1)) {
-    if (c < '0' || c > '9') return std::nullopt;
-    n = n * 10 + static_cast<uint64_t>(c - '0');
-  }
-  using namespace std::chrono;
-  switch (v.back()) {
-    case 'H':
-      return duration_cast<milliseconds>(hours(n));
-    case 'M':
-      return duration_cast<milliseconds>(minutes(n));
-    case 'S':
-      return duration_cast<milliseconds>(seconds(n));
-    case 'm':
-      return milliseconds(n);
-    case 'u':
-      return duration_cast<milliseconds>(microseconds(n));
-    case 'n':
-      return duration_cast<milliseconds>(nanoseconds(n));
-    default:
-      return std::nullopt;
-  }
-}
-
-bool is_grpc(std::string_view content_type) { return content_type.starts_with("application/grpc"); }
-
-// DESIGN §5: the gRPC status a local reply maps to.
-int grpc_status_for(LocalReason reason) {
-  switch (reason) {
-    case LocalReason::kNoRoute:
-      return 12;  // UNIMPLEMENTED
-    case LocalReason::kUpstreamTimeout:
-    case LocalReason::kStreamIdleTimeout:
-      return 4;  // DEADLINE_EXCEEDED
-    case LocalReason::kOverloaded:
-      return 8;  // RESOURCE_EXHAUSTED
-    case LocalReason::kBadRequest:
-    case LocalReason::kHeaderTooLarge:
-      return 13;  // INTERNAL
-    default:
-      return 14;  // UNAVAILABLE
-  }
-}
-
-// The grpc-status among `fields`, or -1.
-int grpc_status_in(const upstream::Fields& fields) {
-  for (const auto& [n, v] : fields)
-    if (n == "grpc-status") {
-      unsigned code = 0;
-      for (char c : v) code = code * 10 + static_cast<unsigned>(c - '0');
-      return v.empty() || v.size() > 2 ? 2 : static_cast<int>(code);
-    }
-  return -1;
-}
 
 struct H2Stream {
   explicit H2Stream(int32_t stream_id, const asio::any_io_executor& ex)

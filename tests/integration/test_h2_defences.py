@@ -1,7 +1,9 @@
 """HTTP/2 abuse defences (issue #4 point 5, DESIGN §6), frame by frame on raw
 sockets. Each test asserts the GOAWAY or RST_STREAM error code remora
 answers with, that nothing of the offending stream reached the upstream,
-and that remora then still serves a second, normal client.
+that remora then still serves a second, normal client, and that the
+defence was counted once in remora_h2_defence_total{listener, defence}
+while the other defences' counters stayed put.
 """
 
 import time
@@ -9,7 +11,7 @@ import time
 import pytest
 from hyperframe import frame as hf
 
-from helpers import H2_CODES, H2_ERRORS, H2Conn
+from helpers import H2_CODES, H2_ERRORS, H2Conn, metric
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,51 @@ def code_name(code):
     return H2_ERRORS.get(code, code)
 
 
+# ---------------------------------------------------------------- metrics
+
+DEFENCE = "remora_h2_defence_total"
+DEFENCES = ("invalid_preface", "flood", "continuation_flood", "empty_frame_flood",
+            "rapid_reset", "too_many_streams", "header_violation", "header_too_large",
+            "protocol_error", "stream_idle_timeout", "idle_timeout")
+
+
+def defence_counts(r, listener="main"):
+    """defence → remora_h2_defence_total{listener, defence}, every defence."""
+    samples = r.metrics()
+    return {d: metric(samples, DEFENCE, listener=listener, defence=d) for d in DEFENCES}
+
+
+def defence_deltas(r, before, listener="main"):
+    """The counters that moved since `before` (defence → delta)."""
+    now = defence_counts(r, listener)
+    return {d: now[d] - before[d] for d in DEFENCES if now[d] != before[d]}
+
+
+def assert_counted_once(r, before, defence, listener="main", settle=0.3):
+    """remora_h2_defence_total{listener, defence} rose by exactly 1 since
+    `before` and no other defence counter of the listener moved. Counters are
+    bumped on the worker before (or as) the GOAWAY / RST_STREAM / 431 is
+    written, so they are normally visible at once; the wait is bounded
+    anyway, then `settle` seconds more catch a late second count."""
+    deadline = time.monotonic() + 5
+    deltas = defence_deltas(r, before, listener)
+    while deltas.get(defence, 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        deltas = defence_deltas(r, before, listener)
+    time.sleep(settle)
+    deltas = defence_deltas(r, before, listener)
+    assert deltas == {defence: 1}, \
+        "expected %s{listener=%r, defence=%r} +1 and nothing else, counters moved: %r" \
+        % (DEFENCE, listener, defence, deltas)
+
+
+def assert_not_counted(r, before, listener="main", settle=0.3):
+    """No defence counter of the listener moved since `before`."""
+    time.sleep(settle)
+    deltas = defence_deltas(r, before, listener)
+    assert deltas == {}, "%s moved for listener %r: %r" % (DEFENCE, listener, deltas)
+
+
 def request_headers(path, method="GET"):
     return [(":method", method), (":scheme", "http"), (":authority", "test.local"),
             (":path", path)]
@@ -56,6 +103,7 @@ def wait_settled(c):
 
 def test_invalid_preface_on_http2_listener(env):
     r, up = env
+    before = defence_counts(r, "h2")
     with H2Conn(r.port("h2"), preface=False) as c:
         c.send(b"GET /not-h2 HTTP/1.1\r\nHost: test.local\r\n\r\n")
         assert c.wait_closed(5), "remora kept a connection open after an invalid preface"
@@ -64,6 +112,7 @@ def test_invalid_preface_on_http2_listener(env):
         assert not c.buf.startswith(b"HTTP/1"), "an http2 listener answered in HTTP/1.1"
     assert not [q for q in up.requests() if q["target"] == "/not-h2"]
     assert_serves_a_second_client(r, "h2")
+    assert_counted_once(r, before, "invalid_preface", "h2")
 
 
 # ---------------------------------------------------------------- streams
@@ -77,6 +126,7 @@ def test_streams_beyond_the_concurrency_limit_end_the_connection(env):
     that the limit is advertised, the flood is refused with a GOAWAY, and
     remora goes on serving other clients."""
     r, up = env
+    before = defence_counts(r)
     with H2Conn(r.port(), timeout=15) as c:
         wait_settled(c)
         assert c.peer_settings.get(hf.SettingsFrame.MAX_CONCURRENT_STREAMS) == 100, c.peer_settings
@@ -89,6 +139,7 @@ def test_streams_beyond_the_concurrency_limit_end_the_connection(env):
         assert code_name(c.goaway[1]) == "PROTOCOL_ERROR", c.goaway
         assert c.goaway[0] < sids[-1], c.goaway  # the excess streams were not processed
     assert_serves_a_second_client(r)
+    assert_counted_once(r, before, "too_many_streams")
 
 
 def _rapid_reset(c, max_streams, batch=100):
@@ -125,6 +176,7 @@ def test_rapid_reset_flood_gets_goaway(env):
     remora must send GOAWAY and must not forward them."""
     r, up = env
     before_requests, _ = _upstream_counts(up)
+    before = defence_counts(r)
     with H2Conn(r.port()) as c:
         wait_settled(c)
         opened = _rapid_reset(c, 5000)
@@ -138,6 +190,7 @@ def test_rapid_reset_flood_gets_goaway(env):
     assert forwarded <= opened // 10, \
         "%d of %d reset streams were forwarded upstream" % (forwarded, opened)
     assert_serves_a_second_client(r)
+    assert_counted_once(r, before, "rapid_reset")
 
 
 def test_rapid_reset_flood_opens_few_upstream_connections(env):
@@ -145,6 +198,7 @@ def test_rapid_reset_flood_opens_few_upstream_connections(env):
     reset stream either: that is the work the attack wants to cause."""
     r, up = env
     _, before_connects = _upstream_counts(up)
+    before = defence_counts(r)
     with H2Conn(r.port()) as c:
         wait_settled(c)
         opened = _rapid_reset(c, 5000)
@@ -153,6 +207,7 @@ def test_rapid_reset_flood_opens_few_upstream_connections(env):
     assert connects <= opened // 10, \
         "%d upstream connections opened for %d streams reset at once" % (connects, opened)
     assert_serves_a_second_client(r)
+    assert_counted_once(r, before, "rapid_reset")
 
 
 def test_rapid_reset_below_the_rate_limit_burst_gets_goaway(env):
@@ -160,6 +215,7 @@ def test_rapid_reset_below_the_rate_limit_burst_gets_goaway(env):
     >= 50 % of the last 500 streams were reset early. 600 streams, all reset
     at once, are under the burst but over that ratio."""
     r, up = env
+    before = defence_counts(r)
     with H2Conn(r.port()) as c:
         wait_settled(c)
         opened = _rapid_reset(c, 600)
@@ -168,6 +224,7 @@ def test_rapid_reset_below_the_rate_limit_burst_gets_goaway(env):
         assert code_name(c.goaway[1]) in ("ENHANCE_YOUR_CALM", "INTERNAL_ERROR",
                                           "PROTOCOL_ERROR"), c.goaway
     assert_serves_a_second_client(r)
+    assert_counted_once(r, before, "rapid_reset")
 
 
 # ---------------------------------------------------------------- floods
@@ -177,6 +234,7 @@ def test_continuation_flood_is_a_connection_error(env):
     (CVE-2024-27316 family): remora allows 8 per header block, then must end
     the connection with GOAWAY (a connection error, RFC 9113 §5.4.1)."""
     r, up = env
+    before = defence_counts(r)
     with H2Conn(r.port()) as c:
         wait_settled(c)
         sid = c.new_stream_id()
@@ -195,6 +253,7 @@ def test_continuation_flood_is_a_connection_error(env):
         assert code_name(c.goaway[1]) in ("ENHANCE_YOUR_CALM", "PROTOCOL_ERROR"), c.goaway
     assert not [q for q in up.requests() if q["target"] == "/continuation-flood"]
     assert_serves_a_second_client(r)
+    assert_counted_once(r, before, "continuation_flood")
 
 
 def _flood(c, frame_bytes, count, chunk=5000):
@@ -211,7 +270,8 @@ def _flood(c, frame_bytes, count, chunk=5000):
 
 def _answers_or_calm_goaway(c, acked, count, what):
     """After a flood: either every frame was answered and the connection
-    serves a request, or remora closed it with GOAWAY ENHANCE_YOUR_CALM."""
+    serves a request, or remora closed it with GOAWAY ENHANCE_YOUR_CALM.
+    True in the second case."""
     deadline = time.monotonic() + 10
     while acked() < count and not c.closed and time.monotonic() < deadline:
         c.pump(0.2)
@@ -221,14 +281,25 @@ def _answers_or_calm_goaway(c, acked, count, what):
             % (what, acked(), count, c.log[-3:])
         assert code_name(c.goaway[1]) == "ENHANCE_YOUR_CALM", c.goaway
         assert c.wait_closed(5)
+        return True
+    assert acked() == count, "%d of %d %s frames answered" % (acked(), count, what)
+    st = c.response(c.request("GET", "/after-%s-flood" % what))
+    assert st.status == 200, st
+    return False
+
+
+def _assert_flood_counted(r, before, refused, what):
+    """A flood refused with GOAWAY counts once as "flood"; one that was
+    answered in full counts nothing."""
+    if refused:
+        assert_counted_once(r, before, "flood")
     else:
-        assert acked() == count, "%d of %d %s frames answered" % (acked(), count, what)
-        st = c.response(c.request("GET", "/after-%s-flood" % what))
-        assert st.status == 200, st
+        assert_not_counted(r, before)
 
 
 def test_settings_flood(env):
     r, up = env
+    before = defence_counts(r)
     with H2Conn(r.port()) as c:
         wait_settled(c)
         s = hf.SettingsFrame(0)
@@ -236,18 +307,46 @@ def test_settings_flood(env):
         count = 20000
         acks0 = c.settings_acks
         _flood(c, s.serialize(), count)
-        _answers_or_calm_goaway(c, lambda: c.settings_acks - acks0, count, "SETTINGS")
+        refused = _answers_or_calm_goaway(c, lambda: c.settings_acks - acks0, count, "SETTINGS")
     assert_serves_a_second_client(r)
+    _assert_flood_counted(r, before, refused, "SETTINGS")
 
 
 def test_ping_flood(env):
     r, up = env
+    before = defence_counts(r)
     with H2Conn(r.port()) as c:
         wait_settled(c)
         count = 20000
         _flood(c, hf.PingFrame(0, opaque_data=b"flooding").serialize(), count)
-        _answers_or_calm_goaway(c, lambda: c.pings_acked, count, "PING")
+        refused = _answers_or_calm_goaway(c, lambda: c.pings_acked, count, "PING")
     assert_serves_a_second_client(r)
+    _assert_flood_counted(r, before, refused, "PING")
+
+
+def test_ping_flood_from_a_client_that_does_not_read(env):
+    """A client that reads the ACKs keeps up with remora (test_ping_flood
+    usually ends with every PING answered); one that never reads makes
+    remora's queue of PING ACKs grow past nghttp2's outbound limit (1000):
+    the connection must end, counted once as "flood"."""
+    r, up = env
+    before = defence_counts(r)
+    frame = hf.PingFrame(0, opaque_data=b"flooding").serialize()
+    with H2Conn(r.port(), timeout=5) as c:
+        wait_settled(c)
+        sent, limit = 0, 2_000_000
+        deadline = time.monotonic() + 20
+        try:
+            while sent < limit and time.monotonic() < deadline:
+                c.send(frame * 5000)
+                sent += 5000
+        except OSError:
+            pass  # remora closed the connection (EPIPE/ECONNRESET) or stopped reading
+        assert c.wait_closed(10), "connection still open after %d PINGs never read" % sent
+        if c.goaway is not None:
+            assert code_name(c.goaway[1]) == "ENHANCE_YOUR_CALM", c.goaway
+    assert_serves_a_second_client(r)
+    assert_counted_once(r, before, "flood")
 
 
 @pytest.mark.memory_bound
@@ -311,6 +410,7 @@ def test_malformed_request_headers_are_stream_errors(env, case):
                    (":authority", "test.local"), (":path", path)]
     else:
         headers = request_headers(path) + [("x-marker", marker)] + extra
+    before = defence_counts(r)
     with H2Conn(r.port()) as c:
         wait_settled(c)
         sid = c.new_stream_id()
@@ -326,6 +426,7 @@ def test_malformed_request_headers_are_stream_errors(env, case):
               if q["target"] == path or q["headers"].get("x-marker") == marker]
     assert not leaked, "a malformed request was forwarded: %r" % leaked
     assert_serves_a_second_client(r)
+    assert_counted_once(r, before, "header_violation")
 
 
 LARGE = {
@@ -342,6 +443,7 @@ def test_header_list_over_the_limit_is_431(env, case):
     stream reset; never forwarded, and the connection goes on."""
     r, up = env
     path = "/large-headers/%d" % list(LARGE).index(case)
+    before = defence_counts(r)
     with H2Conn(r.port()) as c:
         wait_settled(c)
         st = c.response(c.request("GET", path, headers=LARGE[case]), 5)
@@ -350,13 +452,16 @@ def test_header_list_over_the_limit_is_431(env, case):
         assert c.response(c.request("GET", path + "/after")).status == 200
     assert not [q for q in up.requests() if q["target"] == path]
     assert_serves_a_second_client(r)
+    assert_counted_once(r, before, "header_too_large")
 
 
 def test_header_list_at_the_limit_is_forwarded(env):
     """The control: 100 fields and ~55 KiB are accepted."""
     r, up = env
+    before = defence_counts(r)
     with H2Conn(r.port()) as c:
         fields = [("x-ok-%03d" % i, "a" * 550) for i in range(100)]
         st = c.response(c.request("GET", "/at-the-limit", headers=fields), 5)
     assert st.status == 200, st
     assert st.json()["headers"]["x-ok-099"] == "a" * 550
+    assert_not_counted(r, before)

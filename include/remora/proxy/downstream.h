@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -17,6 +18,11 @@ class WorkerContext;
 
 void serve_downstream(boost::asio::ip::tcp::socket socket, WorkerContext& worker,
                       std::string listener_name, ListenerProtocol protocol);
+
+// The protocol of a TLS connection: what ALPN negotiated ("h2",
+// "http/1.1"), else the listener's own (`auto` still sniffs the preface).
+// The TLS handshake passes its result here, then serves as for `protocol`.
+ListenerProtocol protocol_for_alpn(std::string_view alpn, ListenerProtocol configured);
 
 // `initial`: bytes already read from the socket. `detect_h2`: a listener in
 // `auto` mode; a connection opening with the HTTP/2 client preface is handed

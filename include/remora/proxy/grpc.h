@@ -1,0 +1,27 @@
+#pragma once
+// gRPC over HTTP/2 as a proxy sees it: the request deadline, the status a
+// local reply maps to (DESIGN §5), and the status a response carries.
+#include <chrono>
+#include <optional>
+#include <string_view>
+
+#include "remora/http/local_reply.h"
+#include "remora/upstream/h2_client.h"
+
+namespace remora::proxy {
+
+inline bool is_grpc(std::string_view content_type) {
+  return content_type.starts_with("application/grpc");
+}
+
+// A grpc-timeout value: 1-8 digits and a unit ("100m", "2S", "1H").
+std::optional<std::chrono::milliseconds> parse_grpc_timeout(std::string_view value);
+
+// The grpc-status of a local reply for `reason`.
+int grpc_status_for(http::LocalReason reason);
+
+// The grpc-status among `fields`: -1 when there is none, 2 (UNKNOWN) when it
+// is not a number.
+int grpc_status_in(const upstream::Fields& fields);
+
+}  // namespace remora::proxy
