@@ -39,6 +39,7 @@ using Clock = std::chrono::steady_clock;
 using http::LocalReason;
 
 constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kLargeBodyChunk = 64 * 1024;
 constexpr size_t kMaxResponseHead = 64 * 1024;
 
 auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
@@ -723,6 +724,7 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
                                                    net::ReadBuffer& buffer, To& to,
                                                    std::string_view head, uint64_t& moved) {
   error_code ec;
+  bool large_body = false;
   for (;;) {
     size_t used = 0;
     while (!parser.is_done() && used < buffer.size()) {
@@ -747,9 +749,13 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
       last_progress_ = Clock::now();
     }
     if (parser.is_done()) co_return Relay::kDone;
-    size_t room = next_read_size(buffer);
+    // A body that fills its 16 KiB reads is read 64 KiB at a time from then
+    // on: a quarter of the syscalls, and bigger segments on the way out.
+    size_t room = large_body ? std::min(kLargeBodyChunk, buffer.max_size() - buffer.size())
+                             : next_read_size(buffer);
     if (room == 0) co_return Relay::kBadFraming;  // a chunk header longer than any sane one
     size_t n = co_await from.async_read_some(buffer.prepare(room), nothrow(ec));
+    large_body = large_body || n == kReadChunk;
     if (fired_ != Deadline::kNone) co_return Relay::kTimedOut;
     if (ec == asio::error::eof) {
       parser.put_eof(ec);

@@ -662,6 +662,9 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
     }
   }
   s.deadline.cancel();
+  // Metrics and the log describe what the client got: wait until nghttp2
+  // has sent the last DATA (or the stream was reset).
+  while (!s.closed) co_await s.wake.wait();
   if (series && s.status) {
     series->count_status(observe::Protocol::kHttp2, s.status);
     if (is_grpc(s.content_type)) {

@@ -14,7 +14,10 @@ namespace remora::server {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-Worker::Worker(unsigned index) : index_(index), sweep_timer_(io_) {
+// Only this worker's thread touches its sockets (others post to it), so the
+// reactor's per-socket locks are dropped; posting stays thread-safe.
+Worker::Worker(unsigned index)
+    : index_(index), io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO), sweep_timer_(io_) {
   context_.seed(0x9E3779B97F4A7C15ULL * (index + 1) ^
                 static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
 }

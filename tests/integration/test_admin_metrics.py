@@ -2,11 +2,12 @@
 
 import json
 import subprocess
+import time
 
 import pytest
 
 from conftest import simple_config
-from helpers import (RawConn, free_port, has_metric, http_get, http_request, metric,
+from helpers import (H2Conn, RawConn, free_port, has_metric, http_get, http_request, metric,
                      parse_metrics, project_version, request_bytes, wait_until)
 
 
@@ -89,6 +90,52 @@ def test_no_route_counted_as_4xx(env):
                               status_class="4xx") == before + 1, timeout=5, message="4xx +1")
     assert metric(r.metrics(), "remora_requests_total", listener="edge", route="only",
                   status_class="2xx") == 1
+
+
+def test_request_counters_by_protocol(env):
+    """remora_requests_total{protocol}: the same route, N requests over
+    HTTP/1.1 and M over h2c (prior knowledge, one connection and one more),
+    counted apart as "http1" and "http2"."""
+    r, up, _ = env
+    n, m = 4, 3
+    labels = dict(listener="main", route="all", cluster="app", status_class="2xx")
+
+    def counts():
+        samples = r.metrics()
+        return {p: metric(samples, "remora_requests_total", protocol=p, **labels)
+                for p in ("http1", "http2")}
+
+    before = counts()
+    for i in range(n):
+        assert http_request(r.port(), "GET", "/by-protocol/h1/%d" % i).status == 200
+    with H2Conn(r.port()) as c:
+        for i in range(m - 1):
+            st = c.response(c.request("GET", "/by-protocol/h2/%d" % i))
+            assert st.status == 200, st
+    with H2Conn(r.port()) as c:  # a second h2 connection
+        st = c.response(c.request("GET", "/by-protocol/h2/%d" % (m - 1)))
+        assert st.status == 200, st
+    want = {"http1": n, "http2": m}
+
+    def deltas():
+        now = counts()
+        return {p: now[p] - before[p] for p in now}
+
+    def reached():
+        d = deltas()
+        assert d == want, "deltas %r" % d
+        return True
+
+    # The h2 stream is counted as it ends, which may be just after the client
+    # saw END_STREAM: wait (bounded), then make sure nothing more arrives.
+    wait_until(reached, timeout=5, message="requests_total 2xx deltas == %r" % want)
+    time.sleep(0.2)
+    assert deltas() == want
+    samples = r.metrics()
+    for p in ("http1", "http2"):
+        for cls in ("1xx", "3xx", "4xx", "5xx"):
+            assert has_metric(samples, "remora_requests_total", listener="main", route="all",
+                              cluster="app", protocol=p, status_class=cls), (p, cls)
 
 
 def test_connection_gauges(env):

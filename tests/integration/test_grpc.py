@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from conftest import simple_config
-from helpers import REPO, free_port
+from helpers import REPO, free_port, metric, wait_until
 
 SERVER = REPO / "tests" / "upstream" / "grpc_echo.py"
 
@@ -170,3 +170,80 @@ def test_grpc_timeout_shortens_the_route_timeout(procs, grpc_server):
     assert headers[b"grpc-status"] == b"4", headers
     assert headers[b"x-remora-reason"] == b"upstream_timeout", headers
     assert elapsed < 1.5, elapsed
+
+
+GRPC_REQUESTS = "remora_grpc_requests_total"
+
+
+def _grpc_series(samples, listener="main"):
+    """(route, cluster, grpc_status) → value of remora_grpc_requests_total."""
+    return {(l.get("route"), l.get("cluster"), l.get("grpc_status")): v
+            for n, l, v in samples if n == GRPC_REQUESTS and l.get("listener") == listener}
+
+
+def _h2_2xx(samples, route, cluster):
+    return metric(samples, "remora_requests_total", listener="main", route=route,
+                  cluster=cluster, protocol="http2", status_class="2xx")
+
+
+def test_grpc_requests_counted_by_grpc_status(procs, grpc_server):
+    """remora_grpc_requests_total{listener, route, cluster, grpc_status}: k OK
+    calls count as "0"; a status the server fails a call with (NOT_FOUND)
+    as "5"; remora's own trailers-only replies as theirs: no route as "12"
+    on the unrouted series (route="", cluster=""), upstream down as "14".
+    Every one of them is a 200 over h2: remora_requests_total{protocol=
+    "http2", status_class="2xx"} counts them all, by the same labels."""
+    config = grpc_config(grpc_server)
+    dead = free_port()
+    config["route_tables"][0]["routes"].insert(
+        0, {"name": "down", "match": {"prefix": "/test.Down/"}, "cluster": "dead"})
+    config["clusters"].append({"name": "dead", "protocol": "http2", "connect_timeout": "1s",
+                               "endpoints": ["127.0.0.1:%d" % dead]})
+    remora = procs.remora(config)
+    before = remora.metrics()
+    k = 3
+    with grpc.insecure_channel("127.0.0.1:%d" % remora.port()) as ch:
+        for i in range(k):
+            assert ch.unary_unary("/test.Echo/Unary")(b"ok%d" % i, timeout=5) == b"echo:ok%d" % i
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary("/test.Echo/Unary")(b"fail", timeout=5)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary("/other.Service/Call")(b"x", timeout=5)
+        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary("/test.Down/Unary")(b"x", timeout=5)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    want = {("echo", "grpc", "0"): k, ("echo", "grpc", "5"): 1,
+            ("", "", "12"): 1, ("down", "dead", "14"): 1}
+    want_2xx = {("echo", "grpc"): k + 1, ("", ""): 1, ("down", "dead"): 1}
+    old = _grpc_series(before)
+
+    def deltas(samples):
+        now = _grpc_series(samples)
+        return {key: v - old.get(key, 0) for key, v in now.items() if v != old.get(key, 0)}
+
+    def deltas_2xx(samples):
+        return {key: _h2_2xx(samples, *key) - _h2_2xx(before, *key) for key in want_2xx}
+
+    def reached():
+        samples = remora.metrics()
+        got = (deltas(samples), deltas_2xx(samples))
+        assert got == (want, want_2xx), "grpc deltas %r, h2 2xx deltas %r" % got
+        return True
+
+    # A stream is counted as it ends, which may be just after grpcio saw it.
+    wait_until(reached, timeout=5, message="grpc_requests_total deltas %r" % want)
+    time.sleep(0.2)
+    samples = remora.metrics()
+    assert deltas(samples) == want
+    assert deltas_2xx(samples) == want_2xx
+    # Nothing of it was counted under HTTP/1.1 or outside 2xx.
+    for route, cluster in want_2xx:
+        for protocol, cls in [("http1", c) for c in ("1xx", "2xx", "3xx", "4xx", "5xx")] + \
+                             [("http2", c) for c in ("1xx", "3xx", "4xx", "5xx")]:
+            labels = dict(listener="main", route=route, cluster=cluster, protocol=protocol,
+                          status_class=cls)
+            assert metric(samples, "remora_requests_total", **labels) == \
+                metric(before, "remora_requests_total", **labels), labels

@@ -1,21 +1,18 @@
-"""Self-test of h2_upstream.py, the HTTP/2 peer the integration tests trust:
-talk to it directly with the raw frame client of helpers.py (H2Conn).
-
-Run: /usr/bin/python3 -m pytest -q tests/upstream
+"""Self-test of tests/upstream/h2_upstream.py, the HTTP/2 peer the
+integration tests trust: talk to it directly (no remora) with the raw frame
+client of helpers.py (H2Conn). Runs with the rest of tests/integration.
 """
 
 import hashlib
+import selectors
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "integration"))
-
-from helpers import H2_ERRORS, H2Conn, read_json_lines, wait_until  # noqa: E402
+from conftest import H2_UPSTREAM_PY
+from helpers import H2_ERRORS, H2Conn, read_json_lines, wait_until
 
 
 @pytest.fixture
@@ -24,13 +21,15 @@ def start(tmp_path):
 
     def run(*modes, extra=()):
         log = tmp_path / ("h2up-%d.log" % len(procs))
-        cmd = [sys.executable, str(HERE / "h2_upstream.py"), "--port", "0", "--name", "self",
+        cmd = [sys.executable, str(H2_UPSTREAM_PY), "--port", "0", "--name", "self",
                "--log", str(log)] + list(extra)
         for m in modes:
             cmd += ["--mode", m]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
         procs.append(proc)
-        line = proc.stdout.readline().decode()
+        with selectors.DefaultSelector() as sel:  # a bounded wait for "listening on"
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            line = proc.stdout.readline().decode() if sel.select(10) else ""
         assert line.startswith("listening on "), line
         return int(line.split()[-1]), log
 
