@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
@@ -125,14 +126,15 @@ class H2Connection final : public DownstreamConnection,
  private:
   bool start_session();
   void flush();
-  awaitable<void> write_loop();
+  void write_pending();
   awaitable<void> serve_stream(std::shared_ptr<H2Stream> stream);
   awaitable<bool> exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
-                           const router::Route& route, observe::RequestSeries*& series,
-                           std::string& upstream_address);
+                           const router::Route& route, http::HeaderList& fields,
+                           observe::RequestSeries*& series, std::string& upstream_address);
   awaitable<bool> exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
                               upstream::UpstreamEndpoint& endpoint,
-                              const upstream::ClusterSpec& spec, const router::Route& route);
+                              const upstream::ClusterSpec& spec, const router::Route& route,
+                              const http::HeaderList& fields);
   void reply_local(H2Stream& s, LocalReason reason);
   void count(observe::H2Defence defence) {
     if (stats_) stats_->count(defence);
@@ -327,27 +329,32 @@ void H2Connection::close_streams() {
   }
 }
 
+// Frames go out from a posted handler, never from inside an nghttp2
+// callback (where mem_send must not be called), gathered into one write.
+// Plain handlers rather than a coroutine per flush: this runs several times
+// per request.
 void H2Connection::flush() {
   if (writing_ || !session_) return;
   writing_ = true;
-  asio::co_spawn(client_.get_executor(), write_loop(), asio::detached);
+  asio::post(client_.get_executor(), [self = shared_from_this()] { self->write_pending(); });
 }
 
-// Writes what nghttp2 has queued, gathering frames into one write.
-awaitable<void> H2Connection::write_loop() {
-  auto self = shared_from_this();
-  for (;;) {
-    out_.clear();
-    upstream::take_pending_frames(session_, out_);
-    if (out_.empty()) break;
+void H2Connection::write_pending() {
+  out_.clear();
+  upstream::take_pending_frames(session_, out_);
+  if (out_.empty()) {
+    writing_ = false;
+    // The session is over (its GOAWAY went out): wake the read loop to close.
     error_code ec;
-    co_await asio::async_write(client_, asio::buffer(out_), nothrow(ec));
-    if (ec) {
+    if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_))
       client_.cancel(ec);
-      break;
-    }
+    return;
   }
-  writing_ = false;
+  asio::async_write(client_, asio::buffer(out_), [self = shared_from_this()](error_code ec, size_t) {
+    if (!ec) return self->write_pending();
+    self->writing_ = false;
+    self->client_.cancel(ec);
+  });
 }
 
 // ---------------------------------------------------------------- callbacks
@@ -555,11 +562,13 @@ ssize_t H2Connection::read_body(nghttp2_session* session, int32_t stream_id, uin
 
 void H2Connection::submit_response(H2Stream& s, unsigned status, const upstream::Fields& fields,
                                    bool with_body) {
-  upstream::Fields head;
-  head.reserve(fields.size() + 1);
-  head.emplace_back(":status", std::to_string(status));
-  head.insert(head.end(), fields.begin(), fields.end());
-  auto nva = upstream::to_nva(head);
+  char status_text[4];  // nghttp2 copies the fields when the frame is submitted
+  std::snprintf(status_text, sizeof status_text, "%03u", status % 1000);
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(fields.size() + 1);
+  nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(":status")),
+                 reinterpret_cast<uint8_t*>(status_text), 7, 3, NGHTTP2_NV_FLAG_NONE});
+  upstream::append_nva(fields, nva);
   s.status = status;
   s.grpc_status = grpc_status_in(fields);
   nghttp2_data_provider provider{};
@@ -634,7 +643,8 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
     s.request_id = make_request_id(worker_, id);
     s.fields.emplace_back("x-request-id", s.request_id);
   }
-  http::HeaderList fields;
+  http::HeaderList fields;  // views of s.fields, for routing and the upstream request
+  fields.reserve(s.fields.size() + 1);
   for (const auto& [n, v] : s.fields) fields.add(n, v);
   if (s.too_large) {
     count(observe::H2Defence::kHeaderTooLarge);
@@ -658,7 +668,7 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
         if (stream->upstream) stream->upstream->socket.close(ec);
         stream->wake.notify();
       });
-      co_await exchange(stream, *view, *route, series, upstream_address);
+      co_await exchange(stream, *view, *route, fields, series, upstream_address);
     }
   }
   s.deadline.cancel();
@@ -696,7 +706,8 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
 
 // One request on an HTTP/1.1 upstream. False when the stream was reset.
 awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
-                                       const router::Route& route, observe::RequestSeries*& series,
+                                       const router::Route& route, http::HeaderList& fields,
+                                       observe::RequestSeries*& series,
                                        std::string& upstream_address) {
   H2Stream& s = *ref;
   const auto& target =
@@ -717,7 +728,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   auto& stats = endpoint->stats();
   upstream::ActiveRequest active(stats);
 
-  if (spec.http2) co_return co_await exchange_h2(s, ref, *endpoint, spec, route);
+  if (spec.http2) co_return co_await exchange_h2(s, ref, *endpoint, spec, route, fields);
 
   s.upstream = endpoint->acquire(Clock::now(), spec.pool_idle_timeout);
   if (!s.upstream) {
@@ -743,8 +754,6 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   auto& up = *s.upstream;
 
   // -- request head and body
-  http::HeaderList fields;
-  for (const auto& [n, v] : s.fields) fields.add(n, v);
   fields.add("host", s.authority);  // x-request-id is among s.fields (serve_stream)
   // The whole request may have arrived before this coroutine ran.
   const bool chunked = !s.has_content_length && (!s.in_end || !s.body_in.empty());
@@ -922,7 +931,8 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
 awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
                                           upstream::UpstreamEndpoint& endpoint,
                                           const upstream::ClusterSpec& spec,
-                                          const router::Route& route) {
+                                          const router::Route& route,
+                                          const http::HeaderList& fields) {
   auto fail = [&](LocalReason reason) {
     if (!s.closed) reply_local(s, reason);
   };
@@ -931,8 +941,6 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
   std::string path = s.path;
   if (route.rewrite && !route.prefix.empty() && path.starts_with(route.prefix))
     path = route.rewrite_prefix + path.substr(route.prefix.size());
-  http::HeaderList fields;
-  for (const auto& [n, v] : s.fields) fields.add(n, v);
   auto request =
       h2_request(s.method, s.authority, path, fields, route.request_headers, client_ip_, worker_);
 
@@ -989,7 +997,9 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
   s.on_body_sent = [client, id = up->id](size_t n) { client->consume(id, n); };
   // A response that ended with its head (gRPC trailers-only) has no DATA.
   const bool has_body = !(up->end && s.body_out.empty());
-  auto take_trailers = [&] {
+  bool trailers_taken = false;
+  auto take_trailers = [&] {  // once: the response may have ended before its head was read
+    if (std::exchange(trailers_taken, true)) return;
     s.trailers_out = std::move(up->trailers);
     std::erase_if(s.trailers_out,
                   [](const auto& f) { return connection_specific(f.first, f.second); });

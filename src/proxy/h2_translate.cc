@@ -23,18 +23,22 @@ upstream::Fields h2_request(std::string_view method, std::string_view authority,
                             std::string_view path, const http::HeaderList& fields,
                             const http::HeaderMutation& mutation, std::string_view client_ip,
                             WorkerContext& worker) {
-  upstream::Fields out = {{":method", std::string(method)},
-                          {":scheme", "http"},
-                          {":authority", std::string(authority)},
-                          {":path", std::string(path)}};
+  upstream::Fields out;
+  out.reserve(fields.size() + mutation.add.size() + 7);
+  out.emplace_back(":method", method);
+  out.emplace_back(":scheme", "http");
+  out.emplace_back(":authority", authority);
+  out.emplace_back(":path", path);
+  const auto* connection = fields.find("connection");  // h1 only: h2 forbids the field
   std::string forwarded_for;
   bool has_request_id = false, has_proto = false;
   for (const auto& field : fields) {
     if (connection_specific(field.name, field.value) || mutation.removes(field.name)) continue;
     // Fields the h1 Connection header names are hop-by-hop too.
     bool named = false;
-    for (const auto& c : fields)
-      named |= http::iequals(c.name, "connection") && http::list_contains(c.value, field.name);
+    if (connection)
+      for (const auto& c : fields)
+        named |= http::iequals(c.name, "connection") && http::list_contains(c.value, field.name);
     if (named) continue;
     auto name = lower_case(field.name);
     if (name == "x-forwarded-for") {
@@ -57,6 +61,7 @@ upstream::Fields h2_request(std::string_view method, std::string_view authority,
 
 upstream::Fields h2_response(const upstream::Fields& fields, const http::HeaderMutation& mutation) {
   upstream::Fields out;
+  out.reserve(fields.size() + mutation.add.size());
   for (const auto& [n, v] : fields)
     if (!connection_specific(n, v) && !mutation.removes(n)) out.emplace_back(lower_case(n), v);
   for (const auto& [n, v] : mutation.add) out.emplace_back(n, v);

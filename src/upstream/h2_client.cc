@@ -167,26 +167,26 @@ asio::awaitable<void> H2Client::read_loop() {
   close();
 }
 
+// As on the downstream side (H2Connection::flush): a posted handler, never
+// inside an nghttp2 callback, one gathered write at a time.
 void H2Client::flush() {
   if (writing_ || !open_) return;
   writing_ = true;
-  asio::co_spawn(socket_.get_executor(), write_loop(), asio::detached);
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->write_pending(); });
 }
 
-asio::awaitable<void> H2Client::write_loop() {
-  auto self = shared_from_this();
-  for (;;) {
-    out_.clear();
-    take_pending_frames(session_, out_);
-    if (out_.empty()) break;
-    error_code ec;
-    co_await asio::async_write(socket_, asio::buffer(out_), nothrow(ec));
-    if (ec) {
-      close();
-      break;
-    }
+void H2Client::write_pending() {
+  out_.clear();
+  take_pending_frames(session_, out_);
+  if (out_.empty()) {
+    writing_ = false;
+    return;
   }
-  writing_ = false;
+  asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this()](error_code ec, size_t) {
+    if (!ec) return self->write_pending();
+    self->writing_ = false;
+    self->close();
+  });
 }
 
 // ---------------------------------------------------------------- callbacks
@@ -300,11 +300,17 @@ ssize_t H2Client::read_request_body(nghttp2_session* session, int32_t stream_id,
 std::vector<nghttp2_nv> to_nva(const Fields& fields) {
   std::vector<nghttp2_nv> nva;
   nva.reserve(fields.size());
+  append_nva(fields, nva);
+  return nva;
+}
+
+void append_nva(const Fields& fields, std::vector<nghttp2_nv>& nva) {
   for (const auto& [n, v] : fields)
     nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                    reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                   NGHTTP2_NV_FLAG_NONE});
-  return nva;
+                   // Unique per request: indexing it would only churn the HPACK table.
+                   n == "x-request-id" ? uint8_t{NGHTTP2_NV_FLAG_NO_INDEX}
+                                       : uint8_t{NGHTTP2_NV_FLAG_NONE}});
 }
 
 void take_pending_frames(nghttp2_session* session, std::string& out, size_t limit) {

@@ -18,6 +18,7 @@ class HeaderList {
  public:
   void clear() { fields_.clear(); }
   void add(std::string_view name, std::string_view value) { fields_.push_back({name, value}); }
+  void reserve(size_t n) { fields_.reserve(n); }
   size_t size() const { return fields_.size(); }
   auto begin() const { return fields_.begin(); }
   auto end() const { return fields_.end(); }

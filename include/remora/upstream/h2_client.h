@@ -95,7 +95,7 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
 
  private:
   boost::asio::awaitable<void> read_loop();
-  boost::asio::awaitable<void> write_loop();
+  void write_pending();
   boost::asio::awaitable<void> keepalive_loop();
   void flush();
   void fail_all();
@@ -125,6 +125,7 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
 
 // Views of `fields` for nghttp2, which copies them when a frame is submitted.
 std::vector<nghttp2_nv> to_nva(const Fields& fields);
+void append_nva(const Fields& fields, std::vector<nghttp2_nv>& nva);
 
 // Appends the frames nghttp2 has queued to `out`, up to about `limit`
 // bytes, so that one write carries many frames. Used by both session sides.
