@@ -52,7 +52,6 @@ using http::LocalReason;
 
 constexpr size_t kReadChunk = net::kRecycledBlock;
 constexpr size_t kStreamHighWater = 64 * 1024;  // response bytes queued per stream
-constexpr uint32_t kMaxConcurrentStreams = 100;
 constexpr int32_t kStreamWindow = 64 * 1024;
 constexpr int32_t kConnectionWindow = 1024 * 1024;
 // CVE-2019-9518: DATA frames without payload or END_STREAM cost the peer
@@ -124,7 +123,7 @@ class H2Connection final : public DownstreamConnection,
   void drain() override;
 
  private:
-  bool start_session();
+  bool start_session(const ListenerLimits& limits);
   void flush();
   void write_pending();
   awaitable<void> serve_stream(std::shared_ptr<H2Stream> stream);
@@ -189,6 +188,7 @@ class H2Connection final : public DownstreamConnection,
   std::map<int32_t, std::shared_ptr<H2Stream>> streams_;
   observe::ListenerSeries* stats_ = nullptr;
   std::chrono::milliseconds stream_idle_timeout_{300'000};
+  size_t max_concurrent_streams_ = 100;
   bool connection_refused_ = false;     // a defence sent GOAWAY (and counted it)
   std::optional<observe::H2Defence> pending_defence_;  // what nghttp2's next GOAWAY is for
   uint32_t empty_frames_ = 0;           // consecutive DATA frames without payload
@@ -198,7 +198,7 @@ class H2Connection final : public DownstreamConnection,
 
 // ---------------------------------------------------------------- session
 
-bool H2Connection::start_session() {
+bool H2Connection::start_session(const ListenerLimits& limits) {
   nghttp2_session_callbacks* callbacks;
   nghttp2_session_callbacks_new(&callbacks);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
@@ -213,7 +213,8 @@ bool H2Connection::start_session() {
   // Windows open as bytes are written upstream, not as they arrive.
   nghttp2_option_set_no_auto_window_update(option, 1);
   // CVE-2023-44487 (rapid reset) and CONTINUATION floods: DESIGN §6 defaults.
-  nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33);
+  nghttp2_option_set_stream_reset_rate_limit(option, limits.stream_reset_burst,
+                                             limits.stream_resets_per_second);
   nghttp2_option_set_max_continuations(option, 8);
   nghttp2_option_set_max_settings(option, 32);
   nghttp2_option_set_max_outbound_ack(option, 1000);
@@ -222,7 +223,7 @@ bool H2Connection::start_session() {
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0) return false;
   nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024},
   };
@@ -241,7 +242,8 @@ awaitable<void> H2Connection::run() {
   auto idle_timeout = listener ? listener->limits.idle_timeout : std::chrono::hours(1);
   if (listener) stream_idle_timeout_ = listener->limits.stream_idle_timeout;
 
-  if (listener && start_session()) {
+  if (listener) max_concurrent_streams_ = listener->limits.max_concurrent_streams;
+  if (listener && start_session(listener->limits)) {
     flush();
     for (;;) {
       if (in_.size() != 0) {
@@ -497,7 +499,8 @@ int H2Connection::on_invalid_frame(nghttp2_session*, const nghttp2_frame* frame,
   auto* self = static_cast<H2Connection*>(user);
   if (lib_error == NGHTTP2_ERR_HTTP_HEADER || lib_error == NGHTTP2_ERR_HTTP_MESSAGING)
     self->count(observe::H2Defence::kHeaderViolation);
-  else if (frame->hd.type == NGHTTP2_HEADERS && self->streams_.size() >= kMaxConcurrentStreams)
+  else if (frame->hd.type == NGHTTP2_HEADERS &&
+           self->streams_.size() >= self->max_concurrent_streams_)
     self->pending_defence_ = observe::H2Defence::kTooManyStreams;
   return 0;
 }
@@ -524,9 +527,11 @@ int H2Connection::on_frame_send(nghttp2_session* session, const nghttp2_frame* f
     return 0;
   self->connection_refused_ = true;
   using observe::H2Defence;
-  self->count(self->pending_defence_.value_or(
-      frame->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM ? H2Defence::kRapidReset
-                                                            : H2Defence::kProtocolError));
+  // nghttp2's stream-reset rate limit says INTERNAL_ERROR (libnghttp2 1.52).
+  const uint32_t code = frame->goaway.error_code;
+  const bool reset_limit = code == NGHTTP2_ENHANCE_YOUR_CALM || code == NGHTTP2_INTERNAL_ERROR;
+  self->count(self->pending_defence_.value_or(reset_limit ? H2Defence::kRapidReset
+                                                          : H2Defence::kProtocolError));
   return 0;
 }
 

@@ -199,6 +199,10 @@ class Compiler {
     out.limits.header_read_timeout = to_ms(l.header_read_timeout(), milliseconds(10'000));
     out.limits.idle_timeout = to_ms(l.idle_timeout(), milliseconds(3'600'000));
     out.limits.stream_idle_timeout = to_ms(l.stream_idle_timeout(), milliseconds(300'000));
+    if (l.max_concurrent_streams()) out.limits.max_concurrent_streams = l.max_concurrent_streams();
+    if (l.stream_reset_burst()) out.limits.stream_reset_burst = l.stream_reset_burst();
+    if (l.stream_resets_per_second())
+      out.limits.stream_resets_per_second = l.stream_resets_per_second();
     if (l.max_connections()) out.limits.max_connections = l.max_connections();
     out.stats = &metrics_.listener(in.name());
     out.unrouted = &metrics_.requests(in.name(), "", "");

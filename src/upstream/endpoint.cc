@@ -16,8 +16,9 @@ UpstreamConnection::~UpstreamConnection() {
   if (active_gauge) active_gauge->add(-1);
 }
 
-bool UpstreamConnection::still_usable() {
+bool UpstreamConnection::still_usable(bool peek) {
   if (!socket.is_open() || buffer.size() != 0) return false;
+  if (!peek) return true;
   // A closed keep-alive connection is readable (EOF) while idle; so is one
   // where the upstream sent something unasked. Either way it is not reusable.
   char byte;
@@ -30,7 +31,12 @@ std::unique_ptr<UpstreamConnection> UpstreamEndpoint::acquire(
   while (!idle_.empty()) {
     auto connection = std::move(idle_.back());
     idle_.pop_back();
-    if (now - connection->idle_since < idle_timeout && connection->still_usable())
+    // A connection back in the pool for under 200 ms is taken without the
+    // peek (a syscall per request under load): a close racing that window is
+    // the same race the peek itself has, and a bodiless request that meets
+    // it is sent again on a fresh connection (H1Connection::proxy).
+    const auto idle = now - connection->idle_since;
+    if (idle < idle_timeout && connection->still_usable(idle >= std::chrono::milliseconds(200)))
       return connection;
   }
   return nullptr;

@@ -465,3 +465,45 @@ def test_header_list_at_the_limit_is_forwarded(env):
     assert st.status == 200, st
     assert st.json()["headers"]["x-ok-099"] == "a" * 550
     assert_not_counted(r, before)
+
+
+# ---------------------------------------------------------------- configured limits
+
+def test_configured_stream_limit_and_reset_budget(procs):
+    """listeners[].limits sets the defences: 10 concurrent streams are
+    advertised and enforced, and a reset budget of 20 (burst) at 1/s ends a
+    connection after about 20 cancelled streams, long before the default."""
+    up = procs.upstream("up")
+    r = procs.remora({
+        "listeners": [{"name": "main", "route_table": "main",
+                       "limits": {"max_concurrent_streams": 10, "stream_reset_burst": 20,
+                                  "stream_resets_per_second": 1}}],
+        "route_tables": [{"name": "main", "routes": [
+            {"name": "all", "match": {"prefix": "/"}, "cluster": "app"}]}],
+        "clusters": [{"name": "app", "endpoints": [up.addr]}],
+    })
+    before = defence_counts(r)
+    with H2Conn(r.port(), timeout=15) as c:
+        wait_settled(c)
+        assert c.peer_settings.get(hf.SettingsFrame.MAX_CONCURRENT_STREAMS) == 10, c.peer_settings
+        sids = [c.request("GET", "/limited/%d?delay=1500" % i) for i in range(12)]
+        deadline = time.monotonic() + 10
+        while c.goaway is None and not c.closed:
+            assert time.monotonic() < deadline, "no GOAWAY for 12 streams over a limit of 10"
+            c.pump(0.5)
+        assert c.goaway is not None and code_name(c.goaway[1]) == "PROTOCOL_ERROR", c.goaway
+        assert c.goaway[0] < sids[-1], c.goaway
+    assert_counted_once(r, before, "too_many_streams")
+
+    before = defence_counts(r)
+    with H2Conn(r.port()) as c:
+        wait_settled(c)
+        opened = _rapid_reset(c, 500, batch=5)
+        # nghttp2's reset rate limit answers INTERNAL_ERROR; remora's own
+        # reset-ratio rule ENHANCE_YOUR_CALM.
+        assert c.goaway is not None, "no GOAWAY after %d streams reset" % opened
+        assert code_name(c.goaway[1]) in ("INTERNAL_ERROR", "ENHANCE_YOUR_CALM"), c.goaway
+    # The default budget (burst 1000) would have let all 500 through.
+    assert opened <= 100, "%d streams reset before the GOAWAY" % opened
+    assert_serves_a_second_client(r)
+    assert_counted_once(r, before, "rapid_reset")

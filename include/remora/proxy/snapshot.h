@@ -3,6 +3,7 @@
 // Built on the main thread, shared with every worker by shared_ptr; a request
 // keeps the snapshot it started with, so a reload never changes it mid-way.
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,9 @@ struct ListenerLimits {
   std::chrono::milliseconds header_read_timeout{10'000};
   std::chrono::milliseconds idle_timeout{3'600'000};
   std::chrono::milliseconds stream_idle_timeout{300'000};
+  uint32_t max_concurrent_streams = 100;
+  uint32_t stream_reset_burst = 1000;
+  uint32_t stream_resets_per_second = 33;
   size_t max_connections = 10'000;
 };
 

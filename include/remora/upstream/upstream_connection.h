@@ -17,8 +17,9 @@ struct UpstreamConnection {
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
-  // False when the peer closed it or sent bytes nobody asked for.
-  bool still_usable();
+  // False when it is closed or holds unread bytes; with `peek`, also when the
+  // peer closed it or sent bytes nobody asked for (one recv syscall).
+  bool still_usable(bool peek);
 
   boost::asio::ip::tcp::socket socket;
   net::ReadBuffer buffer;
