@@ -26,8 +26,14 @@ void check_unsupported(const v1::Config& config, Checker& check) {
     if (cluster.has_tls()) refuse(check, field_path(path, "tls"), "tls (mTLS)");
     if (cluster.lb() == v1::Cluster::RING_HASH || cluster.lb() == v1::Cluster::MAGLEV)
       refuse(check, field_path(path, "lb"), "ring_hash and maglev balancing");
-    if (cluster.has_circuit_breaker())
-      refuse(check, field_path(path, "circuit_breaker"), "circuit_breaker");
+    const auto& cb = cluster.circuit_breaker();
+    auto cb_path = field_path(path, "circuit_breaker");
+    if (cb.max_connections())
+      refuse(check, field_path(cb_path, "max_connections"), "circuit_breaker.max_connections");
+    if (cb.max_pending())
+      refuse(check, field_path(cb_path, "max_pending"), "circuit_breaker.max_pending");
+    if (cb.max_retries())
+      refuse(check, field_path(cb_path, "max_retries"), "circuit_breaker.max_retries (no retries yet)");
     if (cluster.has_outlier_detection())
       refuse(check, field_path(path, "outlier_detection"), "outlier_detection");
     if (cluster.has_health_check()) refuse(check, field_path(path, "health_check"), "health_check");
@@ -39,8 +45,6 @@ void check_unsupported(const v1::Config& config, Checker& check) {
       const auto& route = table.routes(r);
       auto path = index_path(table_path, static_cast<std::size_t>(r));
       if (route.has_retry()) refuse(check, field_path(path, "retry"), "retry");
-      if (route.has_fault()) refuse(check, field_path(path, "fault"), "fault");
-      if (route.has_rate_limit()) refuse(check, field_path(path, "rate_limit"), "rate_limit");
     }
   }
   if (config.observability().has_tracing())

@@ -17,6 +17,9 @@ LocalReply local_reply(LocalReason reason) {
     case LocalReason::kUriTooLong: return {414, "uri_too_long", "URI Too Long"};
     case LocalReason::kRequestTimeout: return {408, "request_timeout", "Request Timeout"};
     case LocalReason::kStreamIdleTimeout: return {408, "stream_idle_timeout", "Request Timeout"};
+    case LocalReason::kRateLimited: return {429, "rate_limited", "Too Many Requests"};
+    case LocalReason::kCircuitOpen: return {503, "circuit_open", "Service Unavailable"};
+    case LocalReason::kFaultAbort: return {503, "fault_abort", "Service Unavailable"};
     case LocalReason::kOverloaded: return {503, "overloaded", "Service Unavailable"};
     case LocalReason::kExpectationFailed: return {417, "expectation_failed", "Expectation Failed"};
     case LocalReason::kNotImplemented: return {501, "not_implemented", "Not Implemented"};

@@ -3,6 +3,7 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include "remora/policy/circuit_breaker.h"
 #include "remora/version.h"
 
 namespace remora::observe {
@@ -51,6 +52,13 @@ ListenerSeries& Metrics::listener(const std::string& name) {
     slot = std::make_unique<ListenerSeries>();
     for (auto reason : kRejectReasons) slot->rejected[std::string(reason)];
   }
+  return *slot;
+}
+
+RouteSeries& Metrics::route(const std::string& listener, const std::string& route) {
+  std::lock_guard lock(mutex_);
+  auto& slot = routes_[{listener, route}];
+  if (!slot) slot = std::make_unique<RouteSeries>();
   return *slot;
 }
 
@@ -185,10 +193,36 @@ std::string Metrics::render() const {
   auto retries = family("remora_upstream_refused_stream_retries_total",
                         "HTTP/2 streams the upstream refused (GOAWAY, REFUSED_STREAM), sent again.",
                         MetricType::Counter);
+  auto circuit_open = family("remora_circuit_open_total",
+                             "Requests refused at once by the cluster's circuit breaker.",
+                             MetricType::Counter);
+  auto occupancy = family("remora_circuit_breaker_occupancy",
+                          "What the cluster has outstanding, by breaker resource (all workers).",
+                          MetricType::Gauge);
+  auto limits = family("remora_circuit_breaker_limit", "The cluster's breaker limits.",
+                       MetricType::Gauge);
+  static constexpr std::pair<policy::Resource, const char*> kResources[] = {
+      {policy::Resource::kConnections, "connections"},
+      {policy::Resource::kPending, "pending"},
+      {policy::Resource::kRequests, "requests"},
+      {policy::Resource::kRetries, "retries"}};
   for (auto& [name, series] : clusters_) {
     auto r = labelled({{"cluster", name}});
     r.counter.value = static_cast<double>(series->refused_stream_retries.value());
     retries.metric.push_back(std::move(r));
+    auto o = labelled({{"cluster", name}});
+    o.counter.value = static_cast<double>(series->circuit_open.value());
+    circuit_open.metric.push_back(std::move(o));
+    if (const auto* breaker = series->breaker) {
+      for (auto [resource, label] : kResources) {
+        auto used = labelled({{"cluster", name}, {"resource", label}});
+        used.gauge.value = breaker->occupancy(resource);
+        occupancy.metric.push_back(std::move(used));
+        auto limit = labelled({{"cluster", name}, {"resource", label}});
+        limit.gauge.value = breaker->limit(resource);
+        limits.metric.push_back(std::move(limit));
+      }
+    }
     auto m = labelled({{"cluster", name}});
     m.gauge.value = static_cast<double>(series->active_connections.value());
     upstream.metric.push_back(std::move(m));
@@ -199,6 +233,28 @@ std::string Metrics::render() const {
   out.push_back(std::move(upstream));
   out.push_back(std::move(failures));
   out.push_back(std::move(retries));
+  out.push_back(std::move(circuit_open));
+  out.push_back(std::move(occupancy));
+  out.push_back(std::move(limits));
+
+  auto rate_limited = family("remora_rate_limited_total",
+                             "Requests refused by the route's local rate limit (429).",
+                             MetricType::Counter);
+  auto faults = family("remora_faults_total", "Faults injected by the route, by kind.",
+                       MetricType::Counter);
+  for (auto& [key, series] : routes_) {
+    auto r = labelled({{"listener", key.first}, {"route", key.second}});
+    r.counter.value = static_cast<double>(series->rate_limited.value());
+    rate_limited.metric.push_back(std::move(r));
+    auto d = labelled({{"listener", key.first}, {"route", key.second}, {"kind", "delay"}});
+    d.counter.value = static_cast<double>(series->fault_delays.value());
+    faults.metric.push_back(std::move(d));
+    auto a = labelled({{"listener", key.first}, {"route", key.second}, {"kind", "abort"}});
+    a.counter.value = static_cast<double>(series->fault_aborts.value());
+    faults.metric.push_back(std::move(a));
+  }
+  out.push_back(std::move(rate_limited));
+  out.push_back(std::move(faults));
 
   auto reloads = family("remora_config_reloads_total", "Configuration reloads by result.",
                         MetricType::Counter);

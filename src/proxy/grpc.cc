@@ -37,6 +37,7 @@ int grpc_status_for(http::LocalReason reason) {
     case LocalReason::kStreamIdleTimeout:
       return 4;  // DEADLINE_EXCEEDED
     case LocalReason::kOverloaded:
+    case LocalReason::kRateLimited:
       return 8;  // RESOURCE_EXHAUSTED
     case LocalReason::kBadRequest:
     case LocalReason::kHeaderTooLarge:

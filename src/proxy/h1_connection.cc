@@ -1,6 +1,7 @@
 #include "remora/proxy/downstream.h"
 #include "remora/proxy/h2_translate.h"
 #include "remora/proxy/request_id.h"
+#include "remora/proxy/admission.h"
 #include "remora/proxy/signal.h"
 #include "remora/upstream/h2_client.h"
 
@@ -120,7 +121,8 @@ class H1Connection final : public DownstreamConnection,
   awaitable<bool> proxy_h2(const router::Route& route, const upstream::ClusterSpec& spec,
                            http::h1::RequestHeadParser& request, size_t head_size, std::string path,
                            bool expect_continue);
-  awaitable<void> reply_local(LocalReason reason, bool close);
+  // `status` replaces the reason's own (a fault abort's).
+  awaitable<void> reply_local(LocalReason reason, bool close, unsigned status = 0);
   awaitable<void> reject(const ListenerSpec& listener, LocalReason reason);
   awaitable<void> linger_close();
   void finish_request(unsigned status, std::string_view reason);
@@ -274,8 +276,13 @@ awaitable<void> H1Connection<ClientStream>::linger_close() {
 }
 
 template <class ClientStream>
-awaitable<void> H1Connection<ClientStream>::reply_local(LocalReason reason, bool close) {
+awaitable<void> H1Connection<ClientStream>::reply_local(LocalReason reason, bool close,
+                                                        unsigned status) {
   auto reply = http::local_reply(reason);
+  if (status) {
+    reply.status = status;
+    reply.status_text = beast::http::obsolete_reason(static_cast<beast::http::status>(status));
+  }
   out_.clear();
   http::h1::write_local_reply(out_, reply.status, reply.status_text, reply.reason, close);
   error_code ec;
@@ -499,6 +506,33 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
   const auto& spec = cluster.spec();
   const bool keep_alive = request.keep_alive();
   const bool has_body = !request.is_done();
+
+  // -- the route's policies, then the cluster's breaker (DESIGN §1)
+  auto verdict = apply_route_policies(route, request.headers, worker_.random(), Clock::now());
+  if (verdict.delay.count() > 0) {
+    asio::steady_timer pause(timer_.get_executor(), verdict.delay);
+    error_code ec;
+    co_await pause.async_wait(nothrow(ec));
+  }
+  policy::CircuitBreaker::Guard request_slot;
+  std::optional<LocalReason> refused;
+  if (verdict.rate_limited) {
+    refused = LocalReason::kRateLimited;
+  } else if (verdict.abort) {
+    refused = LocalReason::kFaultAbort;
+  } else if (spec.breaker &&
+             !(request_slot = spec.breaker->try_acquire(policy::Resource::kRequests))) {
+    spec.stats->circuit_open.add();
+    refused = LocalReason::kCircuitOpen;
+  }
+  if (refused) {
+    unsigned status = verdict.abort ? route.fault.http_status() : 0;
+    co_await reply_local(*refused, has_body || !keep_alive, status);
+    auto reply = http::local_reply(*refused);
+    finish_request(status ? status : reply.status, reply.reason);
+    in_.consume(head_size);
+    co_return !has_body && keep_alive;
+  }
 
   endpoint_ = cluster.pick(worker_.random());
   if (!endpoint_) {

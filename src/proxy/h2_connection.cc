@@ -32,6 +32,7 @@
 #include "remora/http/local_reply.h"
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
+#include "remora/proxy/admission.h"
 #include "remora/proxy/downstream.h"
 #include "remora/proxy/grpc.h"
 #include "remora/proxy/h2_translate.h"
@@ -134,7 +135,8 @@ class H2Connection final : public DownstreamConnection,
                               upstream::UpstreamEndpoint& endpoint,
                               const upstream::ClusterSpec& spec, const router::Route& route,
                               const http::HeaderList& fields);
-  void reply_local(H2Stream& s, LocalReason reason);
+  // `status` / `grpc_status` replace the reason's own (a fault abort's).
+  void reply_local(H2Stream& s, LocalReason reason, unsigned status = 0, int grpc_status = -1);
   void count(observe::H2Defence defence) {
     if (stats_) stats_->count(defence);
   }
@@ -583,13 +585,16 @@ void H2Connection::submit_response(H2Stream& s, unsigned status, const upstream:
   flush();
 }
 
-void H2Connection::reply_local(H2Stream& s, LocalReason reason) {
+void H2Connection::reply_local(H2Stream& s, LocalReason reason, unsigned status,
+                               int grpc_status) {
   auto reply = http::local_reply(reason);
+  if (status) reply.status = status;
+  if (grpc_status < 0) grpc_status = grpc_status_for(reason);
   s.local_reason = reply.reason;
   std::vector<std::pair<std::string, std::string>> fields;
   if (is_grpc(s.content_type)) {  // trailers-only, DESIGN §5
     fields = {{"content-type", "application/grpc"},
-              {"grpc-status", std::to_string(grpc_status_for(reason))},
+              {"grpc-status", std::to_string(grpc_status)},
               {"grpc-message", std::string(reply.reason)},
               {"x-remora-reason", std::string(reply.reason)}};
     submit_response(s, 200, fields, false);
@@ -721,6 +726,30 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   auto& cluster = *view.clusters[target.cluster];
   const auto& spec = cluster.spec();
   if (s.closed) co_return false;  // reset before we got to it (rapid reset): no upstream work
+
+  // -- the route's policies, then the cluster's breaker (DESIGN §1)
+  auto verdict = apply_route_policies(route, fields, worker_.random(), Clock::now());
+  if (verdict.delay.count() > 0) {
+    asio::steady_timer pause(client_.get_executor(), verdict.delay);
+    error_code ec;
+    co_await pause.async_wait(nothrow(ec));
+    if (s.closed) co_return false;
+  }
+  policy::CircuitBreaker::Guard request_slot;
+  if (verdict.rate_limited) {
+    reply_local(s, LocalReason::kRateLimited);
+    co_return false;
+  }
+  if (verdict.abort) {
+    reply_local(s, LocalReason::kFaultAbort, route.fault.http_status(),
+                static_cast<int>(route.fault.grpc_status()));
+    co_return false;
+  }
+  if (spec.breaker && !(request_slot = spec.breaker->try_acquire(policy::Resource::kRequests))) {
+    spec.stats->circuit_open.add();
+    reply_local(s, LocalReason::kCircuitOpen);
+    co_return false;
+  }
   auto endpoint = cluster.pick(worker_.random());
   auto fail = [&](LocalReason reason) {
     if (!s.closed) reply_local(s, reason);

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "remora/observe/metrics.h"
+#include "remora/policy/registry.h"
 
 namespace remora::proxy {
 namespace {
@@ -32,8 +33,9 @@ http::HeaderMutation compile_mutation(const v1::HeaderMutation& m) {
 
 class Compiler {
  public:
-  Compiler(std::shared_ptr<const v1::Config> config, observe::Metrics& metrics)
-      : config_(std::move(config)), metrics_(metrics) {}
+  Compiler(std::shared_ptr<const v1::Config> config, observe::Metrics& metrics,
+           policy::Registry* policies)
+      : config_(std::move(config)), metrics_(metrics), policies_(policies ? *policies : own_) {}
 
   CompileResult run() {
     auto snap = std::make_shared<Snapshot>();
@@ -112,6 +114,14 @@ class Compiler {
     out->keepalive_interval = to_ms(in.pool().keepalive_interval(), milliseconds(30'000));
     out->keepalive_timeout = to_ms(in.pool().keepalive_timeout(), milliseconds(10'000));
     out->stats = &metrics_.cluster(in.name());
+    const auto& cb = in.circuit_breaker();
+    policy::CircuitBreakerLimits limits;  // DESIGN §6 defaults where unset
+    if (cb.max_connections()) limits.max_connections = cb.max_connections();
+    if (cb.max_pending()) limits.max_pending = cb.max_pending();
+    if (cb.max_requests()) limits.max_requests = cb.max_requests();
+    if (cb.max_retries()) limits.max_retries = cb.max_retries();
+    out->breaker = policies_.circuit_breaker(in.name(), limits);
+    out->stats->breaker = out->breaker.get();
     return out;
   }
 
@@ -174,6 +184,23 @@ class Compiler {
       compiled.request_headers = compile_mutation(route.request_headers());
       compiled.response_headers = compile_mutation(route.response_headers());
       compiled.duration = &metrics_.duration(listener_name, compiled.name);
+      compiled.policy_stats = &metrics_.route(listener_name, compiled.name);
+      if (route.has_rate_limit()) {
+        const auto& rl = route.rate_limit();
+        // Unset burst: one second's worth.
+        uint32_t burst = rl.burst() ? rl.burst() : static_cast<uint32_t>(std::max(1.0, rl.rate()));
+        compiled.rate_limit =
+            policies_.token_bucket(listener_name + "\n" + compiled.name, rl.rate(), burst);
+      }
+      if (route.has_fault()) {
+        const auto& f = route.fault();
+        compiled.fault.header = lower(f.header());
+        compiled.fault.delay = to_ms(f.delay().duration(), milliseconds(0));
+        compiled.fault.delay_percent = f.has_delay() ? f.delay().percent() : 0;
+        compiled.fault.abort_status = f.abort().status();
+        compiled.fault.abort_grpc_status = f.abort().grpc_status();
+        compiled.fault.abort_percent = f.has_abort() ? f.abort().percent() : 0;
+      }
       out.routes.push_back(std::move(compiled));
     }
     return out;
@@ -211,14 +238,16 @@ class Compiler {
 
   std::shared_ptr<const v1::Config> config_;
   observe::Metrics& metrics_;
+  policy::Registry own_;  // when the caller keeps none (validate, benchmarks)
+  policy::Registry& policies_;
   std::vector<config::Diagnostic> errors_;
 };
 
 }  // namespace
 
 CompileResult compile_snapshot(std::shared_ptr<const config::v1::Config> config,
-                               observe::Metrics& metrics) {
-  return Compiler(std::move(config), metrics).run();
+                               observe::Metrics& metrics, policy::Registry* policies) {
+  return Compiler(std::move(config), metrics, policies).run();
 }
 
 }  // namespace remora::proxy

@@ -15,6 +15,7 @@
 #include "remora/config/loader.h"
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
+#include "remora/policy/registry.h"
 #include "remora/proxy/downstream.h"
 #include "remora/proxy/snapshot.h"
 #include "remora/server/admin.h"
@@ -30,6 +31,7 @@ struct Server::Impl {
   std::string config_path;
   asio::io_context io;
   observe::Metrics metrics;
+  policy::Registry policies;  // rate limits and breakers, kept across reloads
   std::shared_ptr<const proxy::Snapshot> snapshot;
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
@@ -49,7 +51,7 @@ struct Server::Impl {
     errors.insert(errors.end(), loaded.unsupported.begin(), loaded.unsupported.end());
     std::shared_ptr<proxy::Snapshot> compiled;
     if (errors.empty()) {
-      auto result = proxy::compile_snapshot(loaded.config, metrics);
+      auto result = proxy::compile_snapshot(loaded.config, metrics, &policies);
       errors = result.errors;
       for (auto& e : errors) e.file = config_path;
       compiled = result.snapshot;

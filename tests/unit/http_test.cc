@@ -692,7 +692,9 @@ TEST_CASE("local_reply: the statuses and reasons of DESIGN §5") {
                  Case{LocalReason::kBadRequest, 400, "bad_request"},
                  Case{LocalReason::kUriTooLong, 414, "uri_too_long"},
                  Case{LocalReason::kRequestTimeout, 408, "request_timeout"},
-                 Case{LocalReason::kStreamIdleTimeout, 408, "stream_idle_timeout"}}) {
+                 Case{LocalReason::kStreamIdleTimeout, 408, "stream_idle_timeout"},
+                 Case{LocalReason::kRateLimited, 429, "rate_limited"},
+                 Case{LocalReason::kCircuitOpen, 503, "circuit_open"}}) {
     auto reply = local_reply(c.reason);
     CHECK_MESSAGE(reply.status == c.status, c.text);
     CHECK(reply.reason == c.text);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "remora/observe/metrics.h"
+#include "remora/policy/circuit_breaker.h"
 #include "remora/version.h"
 
 using namespace remora::observe;
@@ -222,6 +223,16 @@ void populate(Metrics& m) {
   c.active_connections.add(2);
   c.connect_failures.add(4);
   c.refused_stream_retries.add(3);
+  c.circuit_open.add(5);
+  static remora::policy::CircuitBreaker breaker({.max_connections = 10,
+                                                 .max_pending = 20,
+                                                 .max_requests = 30,
+                                                 .max_retries = 4});
+  static auto held = breaker.try_acquire(remora::policy::Resource::kRequests);
+  c.breaker = &breaker;
+  auto& route = m.route("inbound", "orders");
+  route.rate_limited.add(7);
+  route.fault_aborts.add(2);
   l.count(H2Defence::kRapidReset);
   m.reloads_ok.add(2);
   m.reloads_failed.add();
@@ -249,6 +260,11 @@ TEST_CASE("render: the exposition is well-formed Prometheus text") {
       {"remora_grpc_requests_total", "counter"},
       {"remora_h2_defence_total", "counter"},
       {"remora_upstream_refused_stream_retries_total", "counter"},
+      {"remora_circuit_open_total", "counter"},
+      {"remora_circuit_breaker_occupancy", "gauge"},
+      {"remora_circuit_breaker_limit", "gauge"},
+      {"remora_rate_limited_total", "counter"},
+      {"remora_faults_total", "counter"},
   };
   for (const auto& [name, type] : expected) {
     CAPTURE(name);
@@ -315,6 +331,16 @@ TEST_CASE("render: values of every family") {
         1);
   CHECK(e.value("remora_h2_defence_total", {{"listener", "inbound"}, {"defence", "flood"}}) == 0);
   CHECK(e.value("remora_upstream_refused_stream_retries_total", {{"cluster", "orders-v1"}}) == 3);
+  CHECK(e.value("remora_circuit_open_total", {{"cluster", "orders-v1"}}) == 5);
+  CHECK(e.value("remora_circuit_breaker_occupancy",
+                {{"cluster", "orders-v1"}, {"resource", "requests"}}) == 1);
+  CHECK(e.value("remora_circuit_breaker_limit",
+                {{"cluster", "orders-v1"}, {"resource", "requests"}}) == 30);
+  CHECK(e.value("remora_rate_limited_total", {{"listener", "inbound"}, {"route", "orders"}}) == 7);
+  CHECK(e.value("remora_faults_total",
+                {{"listener", "inbound"}, {"route", "orders"}, {"kind", "abort"}}) == 2);
+  CHECK(e.value("remora_faults_total",
+                {{"listener", "inbound"}, {"route", "orders"}, {"kind", "delay"}}) == 0);
 
   CHECK(e.value("remora_downstream_connections_active", {{"listener", "inbound"}}) == 3);
   // Every refusal reason is exported from the start, at 0, so rate() works.

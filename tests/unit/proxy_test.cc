@@ -28,6 +28,8 @@ TEST_CASE("local replies map to DESIGN §5's gRPC statuses") {
   CHECK(grpc_status_for(LocalReason::kUpstreamTimeout) == 4);
   CHECK(grpc_status_for(LocalReason::kStreamIdleTimeout) == 4);
   CHECK(grpc_status_for(LocalReason::kOverloaded) == 8);
+  CHECK(grpc_status_for(LocalReason::kRateLimited) == 8);
+  CHECK(grpc_status_for(LocalReason::kCircuitOpen) == 14);
   CHECK(grpc_status_for(LocalReason::kHeaderTooLarge) == 13);
   CHECK(grpc_status_for(LocalReason::kUpstreamConnectFailure) == 14);
   CHECK(grpc_status_for(LocalReason::kUpstreamReset) == 14);

@@ -17,6 +17,9 @@ enum class LocalReason {
   kUriTooLong,
   kRequestTimeout,
   kStreamIdleTimeout,
+  kRateLimited,
+  kCircuitOpen,
+  kFaultAbort,  // the status is the route's fault.abort.status
   kOverloaded,
   kExpectationFailed,
   kNotImplemented,

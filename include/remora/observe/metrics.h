@@ -13,6 +13,10 @@
 #include <string>
 #include <tuple>
 
+namespace remora::policy {
+class CircuitBreaker;
+}
+
 namespace remora::observe {
 
 class Counter {
@@ -101,6 +105,15 @@ struct ClusterSeries {
   Gauge active_connections;
   Counter connect_failures;
   Counter refused_stream_retries;  // h2 streams the upstream refused, sent again
+  Counter circuit_open;            // requests refused by the breaker
+  const policy::CircuitBreaker* breaker = nullptr;  // its occupancy is exported
+};
+
+// What a route's policies did, per (listener, route).
+struct RouteSeries {
+  Counter rate_limited;
+  Counter fault_delays;
+  Counter fault_aborts;
 };
 
 class Metrics {
@@ -113,6 +126,7 @@ class Metrics {
   DurationHistogram& duration(const std::string& listener, const std::string& route);
   ListenerSeries& listener(const std::string& name);
   ClusterSeries& cluster(const std::string& name);
+  RouteSeries& route(const std::string& listener, const std::string& route);
 
   Counter reloads_ok;
   Counter reloads_failed;
@@ -127,6 +141,7 @@ class Metrics {
   std::map<std::pair<std::string, std::string>, std::unique_ptr<DurationHistogram>> durations_;
   std::map<std::string, std::unique_ptr<ListenerSeries>> listeners_;
   std::map<std::string, std::unique_ptr<ClusterSeries>> clusters_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<RouteSeries>> routes_;
 };
 
 // The fixed set of reasons a downstream request can be refused for.

@@ -21,6 +21,10 @@ struct ListenerSeries;
 struct RequestSeries;
 }  // namespace remora::observe
 
+namespace remora::policy {
+class Registry;
+}
+
 namespace remora::proxy {
 
 struct ListenerLimits {
@@ -72,9 +76,10 @@ struct CompileResult {
   std::vector<config::Diagnostic> errors;
 };
 
-// `config` must have passed config::validate(). Metrics series are created
-// (or found again, on reload) here, off the request path.
+// `config` must have passed config::validate(). Metrics series and shared
+// policy state (rate limits, breakers) are created, or found again on
+// reload, here, off the request path. Without `policies` the state is fresh.
 CompileResult compile_snapshot(std::shared_ptr<const config::v1::Config> config,
-                               observe::Metrics& metrics);
+                               observe::Metrics& metrics, policy::Registry* policies = nullptr);
 
 }  // namespace remora::proxy

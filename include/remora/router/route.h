@@ -3,6 +3,7 @@
 // Built once per config snapshot; read-only on the request path.
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <regex>
 #include <string>
 #include <utility>
@@ -10,9 +11,12 @@
 
 #include "remora/http/header_list.h"
 #include "remora/http/header_mutation.h"
+#include "remora/policy/fault.h"
+#include "remora/policy/token_bucket.h"
 
 namespace remora::observe {
 struct RequestSeries;
+struct RouteSeries;
 class DurationHistogram;
 }  // namespace remora::observe
 
@@ -49,6 +53,10 @@ struct Route {
   http::HeaderMutation request_headers;
   http::HeaderMutation response_headers;
   observe::DurationHistogram* duration = nullptr;
+  // policies, in DESIGN §1's order before the upstream call
+  std::shared_ptr<policy::TokenBucket> rate_limit;  // shared by all workers; null: none
+  policy::Fault fault;
+  observe::RouteSeries* policy_stats = nullptr;
 
   // `random` in [0, total_weight) picks a target of a split.
   const RouteTarget& pick_target(uint32_t random) const;

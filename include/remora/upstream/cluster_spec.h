@@ -1,10 +1,12 @@
 #pragma once
 // A cluster as the config describes it (immutable, part of a Snapshot).
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "remora/net/address.h"
+#include "remora/policy/circuit_breaker.h"
 
 namespace remora::observe {
 struct ClusterSeries;
@@ -27,6 +29,7 @@ struct ClusterSpec {
   std::chrono::milliseconds keepalive_interval{30000};  // h2: PING after this much silence
   std::chrono::milliseconds keepalive_timeout{10000};   // h2: no PING ACK by then → close
   observe::ClusterSeries* stats = nullptr;
+  std::shared_ptr<policy::CircuitBreaker> breaker;  // shared by all workers and reloads
 };
 
 }  // namespace remora::upstream

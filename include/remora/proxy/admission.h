@@ -1,0 +1,24 @@
+#pragma once
+// The route's policies a request meets before it goes upstream, in DESIGN
+// §1's order: the local rate limit, then fault injection (a delay, then an
+// abort). The cluster's circuit breaker comes after them, where the
+// exchange starts, so that a delayed request holds no breaker slot.
+#include <chrono>
+#include <cstdint>
+
+#include "remora/http/header_list.h"
+#include "remora/router/route.h"
+
+namespace remora::proxy {
+
+struct RouteVerdict {
+  bool rate_limited = false;
+  std::chrono::milliseconds delay{0};  // wait this long first (fault delay)
+  bool abort = false;                  // then answer the route's fault abort
+};
+
+// Counts what it decides in route.policy_stats.
+RouteVerdict apply_route_policies(const router::Route& route, const http::HeaderList& headers,
+                                  uint64_t random, std::chrono::steady_clock::time_point now);
+
+}  // namespace remora::proxy
