@@ -32,20 +32,9 @@ void check_unsupported(const v1::Config& config, Checker& check) {
       refuse(check, field_path(cb_path, "max_connections"), "circuit_breaker.max_connections");
     if (cb.max_pending())
       refuse(check, field_path(cb_path, "max_pending"), "circuit_breaker.max_pending");
-    if (cb.max_retries())
-      refuse(check, field_path(cb_path, "max_retries"), "circuit_breaker.max_retries (no retries yet)");
     if (cluster.has_outlier_detection())
       refuse(check, field_path(path, "outlier_detection"), "outlier_detection");
     if (cluster.has_health_check()) refuse(check, field_path(path, "health_check"), "health_check");
-  }
-  for (int t = 0; t < config.route_tables_size(); ++t) {
-    const auto& table = config.route_tables(t);
-    auto table_path = field_path(index_path("route_tables", static_cast<std::size_t>(t)), "routes");
-    for (int r = 0; r < table.routes_size(); ++r) {
-      const auto& route = table.routes(r);
-      auto path = index_path(table_path, static_cast<std::size_t>(r));
-      if (route.has_retry()) refuse(check, field_path(path, "retry"), "retry");
-    }
   }
   if (config.observability().has_tracing())
     refuse(check, "observability.tracing", "tracing");

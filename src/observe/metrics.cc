@@ -256,6 +256,22 @@ std::string Metrics::render() const {
   out.push_back(std::move(rate_limited));
   out.push_back(std::move(faults));
 
+  auto route_retries = family("remora_retries_total", "Upstream tries after the first, by route.",
+                        MetricType::Counter);
+  auto exhausted = family("remora_retry_budget_exhausted_total",
+                          "Retries not made because the route's retry budget was spent.",
+                          MetricType::Counter);
+  for (auto& [key, series] : routes_) {
+    auto r = labelled({{"listener", key.first}, {"route", key.second}});
+    r.counter.value = static_cast<double>(series->retries.value());
+    route_retries.metric.push_back(std::move(r));
+    auto e = labelled({{"listener", key.first}, {"route", key.second}});
+    e.counter.value = static_cast<double>(series->retry_budget_exhausted.value());
+    exhausted.metric.push_back(std::move(e));
+  }
+  out.push_back(std::move(route_retries));
+  out.push_back(std::move(exhausted));
+
   auto reloads = family("remora_config_reloads_total", "Configuration reloads by result.",
                         MetricType::Counter);
   auto ok = labelled({{"result", "ok"}});

@@ -25,4 +25,17 @@ std::shared_ptr<CircuitBreaker> Registry::circuit_breaker(const std::string& clu
   return breaker;
 }
 
+std::shared_ptr<RetryBudget> Registry::retry_budget(const std::string& key,
+                                                    uint32_t budget_percent) {
+  std::lock_guard lock(mutex_);
+  auto& [percent, budget] = budgets_[key];
+  if (!budget || percent != budget_percent) {
+    RetryBudgetOptions options;
+    options.budget_percent = budget_percent;
+    budget = std::make_shared<RetryBudget>(options);
+    percent = budget_percent;
+  }
+  return budget;
+}
+
 }  // namespace remora::policy

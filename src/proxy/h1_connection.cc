@@ -74,6 +74,32 @@ enum class Deadline { kNone, kIdle, kHeader, kConnect, kRoute, kStreamIdle, kLin
 
 enum class Relay { kDone, kBadFraming, kSourceFailed, kSinkFailed, kTimedOut };
 
+// Request body bytes kept as sent, for a retry: up to `limit`, else none.
+struct Replay {
+  size_t limit = 0;
+  std::string bytes;
+  bool overflow = false;
+};
+
+// `head` (ending in its blank line) with `x-remora-attempt: n` as its last
+// field, built in `scratch`.
+std::string_view with_attempt_header(std::string_view head, unsigned n, std::string& scratch) {
+  scratch.assign(head.substr(0, head.size() - 2));
+  scratch.append("x-remora-attempt: ").append(std::to_string(n)).append("\r\n\r\n");
+  return scratch;
+}
+
+// Retry-After in seconds (an HTTP date is not honoured: 0).
+std::chrono::milliseconds retry_after_value(std::string_view value) {
+  uint64_t seconds = 0;
+  if (value.empty() || value.size() > 6) return {};
+  for (char c : value) {
+    if (c < '0' || c > '9') return {};
+    seconds = seconds * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return std::chrono::seconds(seconds);
+}
+
 // ClientStream: tcp::socket today; an ssl::stream over it when TLS lands.
 // Socket-level calls go through lowest_layer(), which both provide.
 template <class ClientStream>
@@ -116,7 +142,7 @@ class H1Connection final : public DownstreamConnection,
   awaitable<bool> connect(upstream::UpstreamEndpoint& endpoint, const upstream::ClusterSpec& spec);
   template <class Parser, class From, class To>
   awaitable<Relay> relay(Parser& parser, From& from, net::ReadBuffer& buffer, To& to,
-                         std::string_view head, uint64_t& moved);
+                         std::string_view head, uint64_t& moved, Replay* replay = nullptr);
   awaitable<void> tunnel();
   awaitable<bool> proxy_h2(const router::Route& route, const upstream::ClusterSpec& spec,
                            http::h1::RequestHeadParser& request, size_t head_size, std::string path,
@@ -140,6 +166,8 @@ class H1Connection final : public DownstreamConnection,
   std::string client_ip_;
   net::ReadBuffer in_;
   std::string out_;  // serialized heads; capacity reused
+  std::string request_head_;  // the upstream request head, kept for retries
+  std::string attempt_head_;  // request_head_ with x-remora-attempt
   http::HeaderList request_fields_;
   http::HeaderList response_fields_;
   std::optional<http::h1::RequestHeadParser> request_parser_;
@@ -164,6 +192,8 @@ class H1Connection final : public DownstreamConnection,
     const ListenerSpec* listener = nullptr;
     const router::Route* route = nullptr;
     observe::RequestSeries* series = nullptr;
+    const router::RouteTarget* target = nullptr;
+    bool continued = false;  // 100 Continue sent
     std::shared_ptr<observe::AccessLog> log;
     std::string method, authority, path, request_id, upgrade;
     uint64_t bytes_in = 0, bytes_out = 0;
@@ -173,6 +203,8 @@ class H1Connection final : public DownstreamConnection,
     void reset() {
       route = nullptr;
       series = nullptr;
+      target = nullptr;
+      continued = false;
       log.reset();
       method.clear();
       authority.clear();
@@ -502,6 +534,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
   const auto& target =
       route.pick_target(route.targets.size() > 1 ? worker_.random() % route.total_weight : 0);
   current_.series = target.requests;
+  current_.target = &target;
   auto& cluster = *view.clusters[target.cluster];
   const auto& spec = cluster.spec();
   const bool keep_alive = request.keep_alive();
@@ -597,30 +630,88 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
                                       .chunked = request.chunked(),
                                       .drop_expect = expect_continue});
   current_.head_method = request.method == "HEAD";
+  const auto& retry = route.retry;
+  const bool retry_method = retry.enabled() && retry.allows_method(request.method);
+  const int http_version = request.version;
   in_.consume(head_size);  // the request's views die here; out_ holds what is needed
+  request_head_.swap(out_);
 
-  // -- an upstream connection: a pooled one, or a new one
-  auto& stats = endpoint_->stats();
-  upstream::ActiveRequest active(stats);
+  // -- tries: the first, and retries as the route's policy allows (DESIGN §1)
+  const auto route_deadline = Clock::now() + route.timeout;
+  Replay replay;
+  replay.limit = retry_method ? retry.buffer_limit : 0;
+  policy::CircuitBreaker::Guard retry_slot;
+  unsigned retries = 0;
+  // Another try, if the policy, the budget, the breaker and the clock allow:
+  // waits out the backoff (or the upstream's Retry-After) and picks an
+  // endpoint other than the one that failed, where there is one.
+  auto retry_after = [&](policy::TryOutcome outcome, unsigned status = 0,
+                         std::chrono::milliseconds wait_hint = {}) -> awaitable<bool> {
+    if (!retry_method || retries + 1 >= retry.attempts || !retry.retriable(outcome, status))
+      co_return false;
+    // A body is replayed from what was kept: all of it, or no retry.
+    if (has_body && (!request.is_done() || replay.overflow)) co_return false;
+    auto now = Clock::now();
+    auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()),
+                                          wait_hint);
+    if (now + wait >= route_deadline) co_return false;
+    auto* stats = route.policy_stats;
+    if (current_.target->retry_budget && !current_.target->retry_budget->try_acquire_retry(now)) {
+      if (stats) stats->retry_budget_exhausted.add();
+      co_return false;
+    }
+    if (spec.breaker && !retry_slot &&
+        !(retry_slot = spec.breaker->try_acquire(policy::Resource::kRetries)))
+      co_return false;
+    if (stats) stats->retries.add();
+    ++retries;
+    asio::steady_timer pause(timer_.get_executor(), wait);
+    error_code ec;
+    co_await pause.async_wait(nothrow(ec));
+    for (int i = 0; i < 3; ++i) {  // another endpoint, if the cluster has one
+      auto other = cluster.pick(worker_.random());
+      if (!other) break;
+      const bool same = other == endpoint_;
+      endpoint_ = std::move(other);
+      if (!same) break;
+    }
+    co_return true;
+  };
+  if (current_.target->retry_budget) current_.target->retry_budget->record_request(Clock::now());
 
   for (int attempt = 0;; ++attempt) {
+    upstream::ActiveRequest active(endpoint_->stats());
     upstream_ = endpoint_->acquire(Clock::now(), spec.pool_idle_timeout);
     const bool reused = upstream_ != nullptr;
     if (!reused && !co_await connect(*endpoint_, spec)) {
-      co_await reply_local(LocalReason::kUpstreamConnectFailure, has_body || !keep_alive);
+      if (co_await retry_after(policy::TryOutcome::kConnectFailure)) continue;
+      co_await reply_local(LocalReason::kUpstreamConnectFailure,
+                           !request.is_done() || !keep_alive);
       finish_request(503, "upstream_connect_failure");
-      co_return !has_body && keep_alive;
+      co_return request.is_done() && keep_alive;
     }
-    if (expect_continue && attempt == 0) {
+    if (expect_continue && !current_.continued) {
+      current_.continued = true;
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       error_code ec;
       co_await asio::async_write(client_, asio::buffer(kContinue), nothrow(ec));
       if (ec) co_return false;
     }
 
-    // -- the request, head and body, streamed upstream
+    // -- the request, head and body, streamed upstream (a retry: replayed)
+    std::string_view head = request_head_;
+    if (retry.enabled()) head = with_attempt_header(request_head_, retries + 1, attempt_head_);
     arm(Deadline::kStreamIdle, listener.limits.stream_idle_timeout);
-    auto sent = co_await relay(request, client_, in_, upstream_->socket, out_, current_.bytes_in);
+    Relay sent;
+    if (retries == 0 || !has_body) {
+      sent = co_await relay(request, client_, in_, upstream_->socket, head, current_.bytes_in,
+                            replay.limit ? &replay : nullptr);
+    } else {
+      std::array<asio::const_buffer, 2> parts{asio::buffer(head), asio::buffer(replay.bytes)};
+      error_code ec;
+      co_await asio::async_write(upstream_->socket, parts, nothrow(ec));
+      sent = ec ? Relay::kSinkFailed : Relay::kDone;
+    }
     if (sent == Relay::kBadFraming) {
       upstream_.reset();  // the upstream never sees a complete request
       co_await reject(listener, LocalReason::kBadRequest);
@@ -636,6 +727,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
       // A pooled connection the upstream closed meanwhile: once more, on a
       // new connection, if nothing of a body was consumed yet.
       if (reused && !has_body && attempt == 0) continue;
+      if (co_await retry_after(policy::TryOutcome::kReset)) continue;
       co_await reply_local(LocalReason::kUpstreamReset, true);
       finish_request(502, "upstream_reset");
       co_return false;
@@ -647,7 +739,11 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     response.body_limit(std::numeric_limits<std::uint64_t>::max());
     response.eager(false);
     if (current_.head_method) response.skip(true);
-    arm(Deadline::kRoute, route.timeout);
+    // This try's deadline: per_try_timeout, within what is left of the route's.
+    auto try_deadline = route_deadline;
+    if (retry.per_try_timeout.count() > 0)
+      try_deadline = std::min(try_deadline, Clock::now() + retry.per_try_timeout);
+    arm(Deadline::kRoute, try_deadline - Clock::now());
     auto& buffer = upstream_->buffer;
     size_t response_head = 0;
     size_t scanned = 0;
@@ -699,17 +795,32 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
       if (*failure == LocalReason::kUpstreamReset && reused && !has_body && !got_any &&
           attempt == 0)
         continue;  // the pooled connection was closed under us: retry on a fresh one
+      const bool per_try = *failure == LocalReason::kUpstreamTimeout && try_deadline < route_deadline;
+      if ((*failure == LocalReason::kUpstreamReset || per_try) &&
+          co_await retry_after(per_try ? policy::TryOutcome::kPerTryTimeout
+                                       : policy::TryOutcome::kReset))
+        continue;
       co_await reply_local(*failure, true);
       finish_request(http::local_reply(*failure).status, http::local_reply(*failure).reason);
       co_return false;
     }
 
-    // -- the response, head and body, streamed to the client
+    // -- a response the policy retries is dropped, unread, with its connection
     const unsigned status = response.status;
+    if (retry_method && retry.retriable(policy::TryOutcome::kResponse, status)) {
+      std::chrono::milliseconds hint{};
+      if (const auto* after = response.headers.find("retry-after")) hint = retry_after_value(after->value);
+      disarm();
+      auto kept = std::move(upstream_);
+      if (co_await retry_after(policy::TryOutcome::kResponse, status, hint)) continue;
+      upstream_ = std::move(kept);  // no retry after all: this response goes to the client
+    }
+
+    // -- the response, head and body, streamed to the client
     const bool switching = status == 101 && !current_.upgrade.empty();
     const bool until_eof = response.need_eof() && !switching;
     const bool close =
-        !keep_alive || until_eof || close_after_ || worker_.draining || request.version < 11;
+        !keep_alive || until_eof || close_after_ || worker_.draining || http_version < 11;
     out_.clear();
     http::h1::write_response_head(
         out_, {.status = status,
@@ -756,7 +867,8 @@ template <class ClientStream>
 template <class Parser, class From, class To>
 awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
                                                    net::ReadBuffer& buffer, To& to,
-                                                   std::string_view head, uint64_t& moved) {
+                                                   std::string_view head, uint64_t& moved,
+                                                   Replay* replay) {
   error_code ec;
   bool large_body = false;
   for (;;) {
@@ -777,6 +889,14 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
       co_await asio::async_write(to, parts, nothrow(ec));
       if (fired_ != Deadline::kNone) co_return Relay::kTimedOut;
       if (ec) co_return Relay::kSinkFailed;
+      if (replay && !replay->overflow) {
+        if (replay->bytes.size() + used > replay->limit) {
+          replay->overflow = true;
+          replay->bytes.clear();
+        } else {
+          replay->bytes.append(static_cast<const char*>(buffer.data().data()), used);
+        }
+      }
       buffer.consume(used);
       moved += used;
       head = {};

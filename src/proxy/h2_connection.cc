@@ -131,9 +131,9 @@ class H2Connection final : public DownstreamConnection,
   awaitable<bool> exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
                            const router::Route& route, http::HeaderList& fields,
                            observe::RequestSeries*& series, std::string& upstream_address);
-  awaitable<bool> exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
-                              upstream::UpstreamEndpoint& endpoint,
-                              const upstream::ClusterSpec& spec, const router::Route& route,
+  awaitable<bool> exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref, upstream::Cluster& cluster,
+                              std::shared_ptr<upstream::UpstreamEndpoint> endpoint,
+                              const router::RouteTarget& target, const router::Route& route,
                               const http::HeaderList& fields);
   // `status` / `grpc_status` replace the reason's own (a fault abort's).
   void reply_local(H2Stream& s, LocalReason reason, unsigned status = 0, int grpc_status = -1);
@@ -762,7 +762,8 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   auto& stats = endpoint->stats();
   upstream::ActiveRequest active(stats);
 
-  if (spec.http2) co_return co_await exchange_h2(s, ref, *endpoint, spec, route, fields);
+  if (spec.http2)
+    co_return co_await exchange_h2(s, ref, cluster, endpoint, target, route, fields);
 
   s.upstream = endpoint->acquire(Clock::now(), spec.pool_idle_timeout);
   if (!s.upstream) {
@@ -963,10 +964,12 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
 // the upstream refused before answering (GOAWAY above it, REFUSED_STREAM)
 // was never processed, so it is sent again on a fresh stream.
 awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
-                                          upstream::UpstreamEndpoint& endpoint,
-                                          const upstream::ClusterSpec& spec,
+                                          upstream::Cluster& cluster,
+                                          std::shared_ptr<upstream::UpstreamEndpoint> endpoint,
+                                          const router::RouteTarget& target,
                                           const router::Route& route,
                                           const http::HeaderList& fields) {
+  const auto& spec = cluster.spec();
   auto fail = [&](LocalReason reason) {
     if (!s.closed) reply_local(s, reason);
   };
@@ -978,14 +981,63 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
   auto request =
       h2_request(s.method, s.authority, path, fields, route.request_headers, client_ip_, worker_);
 
+  // -- tries: the first, retries as the route's policy allows, and one free
+  // resend of a stream the upstream refused unprocessed
+  const auto& retry = route.retry;
+  const bool retry_method = retry.enabled() && retry.allows_method(s.method);
+  if (retry.enabled()) request.emplace_back("x-remora-attempt", "1");
+  if (target.retry_budget) target.retry_budget->record_request(Clock::now());
+  unsigned retries = 0;
+  policy::CircuitBreaker::Guard retry_slot;
   auto self = shared_from_this();
   std::shared_ptr<upstream::H2Client> client;
   std::shared_ptr<upstream::H2ClientStream> up;
-  for (int resends = 0;; ++resends) {
-    client = co_await upstream::h2_client_for(endpoint, spec);
+  // Another try, if the policy, the whole request being in hand (its body
+  // kept at the front of body_in), the budget, the breaker and the clock
+  // allow: waits out the backoff, then picks another endpoint if there is one.
+  auto next_try = [&](policy::TryOutcome outcome, unsigned status = 0,
+                      int grpc = -1) -> awaitable<bool> {
+    if (!retry_method || retries + 1 >= retry.attempts || !retry.retriable(outcome, status, grpc))
+      co_return false;
+    if (!s.in_end || (up && !up->keep_sent) || s.closed || s.timed_out) co_return false;
+    auto now = Clock::now();
+    auto wait = retry.backoff.delay(retries, worker_.random());
+    if (now + wait >= s.deadline.expiry()) co_return false;
+    if (target.retry_budget && !target.retry_budget->try_acquire_retry(now)) {
+      if (route.policy_stats) route.policy_stats->retry_budget_exhausted.add();
+      co_return false;
+    }
+    if (spec.breaker && !retry_slot &&
+        !(retry_slot = spec.breaker->try_acquire(policy::Resource::kRetries)))
+      co_return false;
+    if (route.policy_stats) route.policy_stats->retries.add();
+    ++retries;
+    request.back().second = std::to_string(retries + 1);  // x-remora-attempt
+    asio::steady_timer pause(client_.get_executor(), wait);
+    error_code ec;
+    co_await pause.async_wait(nothrow(ec));
+    for (int i = 0; i < 3; ++i) {  // another endpoint, if the cluster has one
+      auto other = cluster.pick(worker_.random());
+      if (!other) break;
+      const bool same = other == endpoint;
+      endpoint = std::move(other);
+      if (!same) break;
+    }
+    co_return !s.closed && !s.timed_out;
+  };
+  for (int resends = 0;;) {
+    client = co_await upstream::h2_client_for(*endpoint, spec);
     if (!client) {
+      if (co_await next_try(policy::TryOutcome::kConnectFailure)) continue;
       fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamConnectFailure);
       co_return false;
+    }
+    if (up) {  // a retried try's stream: cancelled, and cut off from this stream's buffers
+      if (!up->end) client->cancel(up->id);
+      up->request_body = &up->request_buffer;
+      up->request_sent = 0;
+      up->response_body = nullptr;
+      up->on_event = nullptr;
     }
     up = std::make_shared<upstream::H2ClientStream>();
     up->request_body = &s.body_in;
@@ -1008,13 +1060,48 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
       co_return false;
     }
     // -- response head (the request body keeps streaming meanwhile)
-    while (!up->headers_done && !up->reset && !s.closed && !s.timed_out) {
+    auto try_timed_out = std::make_shared<bool>(false);  // the timer's handler may outlive this try
+    asio::steady_timer per_try(client_.get_executor());
+    if (retry.per_try_timeout.count() > 0) {
+      per_try.expires_after(retry.per_try_timeout);
+      per_try.async_wait([try_timed_out, ref](error_code ec) {
+        if (ec) return;
+        *try_timed_out = true;
+        ref->wake.notify();
+      });
+    }
+    while (!up->headers_done && !up->reset && !s.closed && !s.timed_out && !*try_timed_out) {
       co_await s.wake.wait();
       if (!s.body_in.empty() || s.in_end) client->resume(up->id);
     }
-    if (!up->replayable() || resends == upstream::H2ClientStream::kMaxResends || s.closed || s.timed_out) break;
-    spec.stats->refused_stream_retries.add();
+    per_try.cancel();
+    if (s.closed || s.timed_out) break;
+    if (up->replayable() && resends < upstream::H2ClientStream::kMaxResends) {
+      ++resends;
+      spec.stats->refused_stream_retries.add();
+      continue;
+    }
+    if (*try_timed_out && !up->headers_done) {
+      client->cancel(up->id);
+      if (co_await next_try(policy::TryOutcome::kPerTryTimeout)) continue;
+      fail(LocalReason::kUpstreamTimeout);
+      co_return false;
+    }
+    if (!up->headers_done) {
+      if (co_await next_try(policy::TryOutcome::kReset)) continue;
+      break;
+    }
+    const int grpc = up->end ? grpc_status_in(up->headers) : -1;  // trailers-only
+    if (retry_method && retry.retriable(policy::TryOutcome::kResponse, up->status, grpc)) {
+      auto discarded = s.body_out.size();
+      if (co_await next_try(policy::TryOutcome::kResponse, up->status, grpc)) {
+        s.body_out.erase(0, discarded);  // that try's DATA, if any, never reaches the client
+        continue;
+      }
+    }
+    break;
   }
+  up->keep_sent = false;  // answered: what was kept for a replay can go
   auto pump_request = [&] {
     if (!s.body_in.empty() || s.in_end) client->resume(up->id);
   };

@@ -125,6 +125,31 @@ class Compiler {
     return out;
   }
 
+  static policy::RetryPolicy retry_policy(const v1::RetryPolicy& in) {
+    policy::RetryPolicy out;
+    out.attempts = in.attempts() ? in.attempts() : 2;
+    out.per_try_timeout = to_ms(in.per_try_timeout(), milliseconds(0));
+    if (in.on_size() == 0) out.on_connect_failure = out.on_reset = true;
+    for (const auto& on : in.on()) {
+      if (on == "5xx") out.on_5xx = true;
+      else if (on == "gateway-error") out.on_gateway_error = true;
+      else if (on == "reset") out.on_reset = true;
+      else if (on == "connect-failure") out.on_connect_failure = true;
+      else if (on == "retriable-status-codes") out.on_status_codes = true;
+      else if (on == "cancelled") out.grpc_statuses |= 1u << 1;
+      else if (on == "deadline-exceeded") out.grpc_statuses |= 1u << 4;
+      else if (on == "resource-exhausted") out.grpc_statuses |= 1u << 8;
+      else if (on == "unavailable") out.grpc_statuses |= 1u << 14;
+    }
+    out.status_codes.assign(in.retriable_status_codes().begin(), in.retriable_status_codes().end());
+    out.backoff.base = to_ms(in.backoff().base(), milliseconds(25));
+    out.backoff.max = std::max<std::chrono::nanoseconds>(
+        out.backoff.base, to_ms(in.backoff().max(), milliseconds(250)));
+    if (in.buffer_limit()) out.buffer_limit = in.buffer_limit();
+    out.non_idempotent = in.retry_non_idempotent();
+    return out;
+  }
+
   size_t cluster_index(const std::string& name) const {
     for (int i = 0; i < config_->clusters_size(); ++i)
       if (config_->clusters(i).name() == name) return static_cast<size_t>(i);
@@ -172,7 +197,8 @@ class Compiler {
       }
       auto add_target = [&](const std::string& cluster, uint32_t weight) {
         compiled.targets.push_back({cluster_index(cluster), weight,
-                                    &metrics_.requests(listener_name, compiled.name, cluster)});
+                                    &metrics_.requests(listener_name, compiled.name, cluster),
+                                    nullptr});
         compiled.total_weight += weight;
       };
       if (!route.cluster().empty()) add_target(route.cluster(), 1);
@@ -185,6 +211,17 @@ class Compiler {
       compiled.response_headers = compile_mutation(route.response_headers());
       compiled.duration = &metrics_.duration(listener_name, compiled.name);
       compiled.policy_stats = &metrics_.route(listener_name, compiled.name);
+      if (route.has_retry()) {
+        compiled.retry = retry_policy(route.retry());
+        if (compiled.retry.enabled()) {
+          const uint32_t percent = route.retry().budget_percent() ? route.retry().budget_percent() : 20;
+          for (auto& target : compiled.targets)
+            target.retry_budget = policies_.retry_budget(
+                listener_name + "\n" + compiled.name + "\n" +
+                    config_->clusters(static_cast<int>(target.cluster)).name(),
+                percent);
+        }
+      }
       if (route.has_rate_limit()) {
         const auto& rl = route.rate_limit();
         // Unset burst: one second's worth.

@@ -231,7 +231,6 @@ int H2Client::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* 
   if (frame->hd.type == NGHTTP2_HEADERS) {
     if (stream.status != 0 && !stream.headers_done) {
       stream.headers_done = true;  // a final response head (1xx heads are skipped)
-      stream.keep_sent = false;    // processed: never replayed
     } else if (stream.status == 0) {
       stream.headers.clear();  // interim 1xx
     }

@@ -34,6 +34,8 @@ Modes (--mode, repeatable or comma-separated; they combine):
   delay=MS        wait MS milliseconds before sending each response's HEADERS
                   (same as --delay MS).
 A request's ?delay=MS query parameter adds to the delay of that request only.
+?grpc_fail=N[&grpc_status=S]: the first N requests to that path (per process)
+get a trailers-only gRPC answer with grpc-status S (default 14, UNAVAILABLE).
 
 stdout: "listening on PORT" once serving (as upstream.py; --port 0 picks one).
 
@@ -145,6 +147,7 @@ class Server:
         self.next_conn = 0
         self.next_id = 0
         self.log_file = open(args.log, "a", buffering=1) if args.log else None
+        self.seen = {}  # path -> requests so far (for ?grpc_fail=N)
 
     def log(self, record):
         if self.log_file:
@@ -362,6 +365,19 @@ class H2Protocol(asyncio.Protocol):
             await asyncio.sleep(delay / 1000.0)
         if req.closed or self.closed:
             return
+        if "grpc_fail" in req.query_args:
+            n = self.server.seen[req.path] = self.server.seen.get(req.path, 0) + 1
+            if n <= int(req.query_args["grpc_fail"]):
+                code = req.query_args.get("grpc_status", "14")
+                self.h2.send_headers(req.stream, [(":status", "200"),
+                                                  ("content-type", "application/grpc"),
+                                                  ("grpc-status", code),
+                                                  ("grpc-message", "try again")],
+                                     end_stream=True)
+                self.server.log({"event": "response", "id": req.id, "conn": self.conn,
+                                 "stream": req.stream, "status": 200, "grpc_status": code})
+                self.flush()
+                return
         body = json.dumps({
             "server": self.server.name, "method": req.method, "path": req.path,
             "query": req.query, "target": req.target, "authority": req.authority,

@@ -10,6 +10,9 @@ Behaviour by path (query parameters combine):
   any path            200 application/json echo of the request (see below)
   ?delay=MS           wait before answering (added to --delay)
   ?status=N           answer with status N (no body for 1xx/204/304)
+  ?fail=N             the first N requests to this path (per upstream process)
+                      answer ?fail_status (default 503); later ones as usual
+  ?retry_after=S      add Retry-After: S to a failing (?fail / ?status) answer
   /status/N           same as ?status=N
   /download?bytes=N   N bytes of deterministic content, header x-body-sha256;
                       &chunked=1 sends it chunked
@@ -165,6 +168,7 @@ class Server:
         self.next_id = 0
         self.log_file = open(args.log, "a", buffering=1) if args.log else None
         self.active = 0
+        self.seen = {}  # path -> requests so far (for ?fail=N)
 
     def log(self, record):
         if self.log_file:
@@ -378,6 +382,12 @@ class Server:
             status = int(q["status"])
         if self.args.error_rate > 0 and random.random() < self.args.error_rate:
             status = 503
+        if "fail" in q:
+            n = self.seen[path] = self.seen.get(path, 0) + 1
+            if n <= int(q["fail"]):
+                status = int(q.get("fail_status", "503"))
+        if status >= 400 and "retry_after" in q:
+            base.append(("Retry-After", q["retry_after"]))
         silent_close = path == "/close" and q.get("silent") == "1"
         if path == "/close" and not silent_close and not close:
             close = True

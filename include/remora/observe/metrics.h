@@ -114,6 +114,8 @@ struct RouteSeries {
   Counter rate_limited;
   Counter fault_delays;
   Counter fault_aborts;
+  Counter retries;                 // tries after the first
+  Counter retry_budget_exhausted;  // retries the budget refused
 };
 
 class Metrics {

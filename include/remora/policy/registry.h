@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "remora/policy/circuit_breaker.h"
+#include "remora/policy/retry_budget.h"
 #include "remora/policy/token_bucket.h"
 
 namespace remora::policy {
@@ -22,11 +23,14 @@ class Registry {
   // One breaker per cluster name for the life of the process; limits updated.
   std::shared_ptr<CircuitBreaker> circuit_breaker(const std::string& cluster,
                                                   const CircuitBreakerLimits& limits);
+  // The same key and percent give the same budget (its recent history kept).
+  std::shared_ptr<RetryBudget> retry_budget(const std::string& key, uint32_t budget_percent);
 
  private:
   std::mutex mutex_;  // compile (main thread) against compile (validate): never the request path
   std::map<std::string, std::tuple<double, uint32_t, std::shared_ptr<TokenBucket>>> buckets_;
   std::map<std::string, std::shared_ptr<CircuitBreaker>> breakers_;
+  std::map<std::string, std::pair<uint32_t, std::shared_ptr<RetryBudget>>> budgets_;
 };
 
 }  // namespace remora::policy

@@ -12,6 +12,8 @@
 #include "remora/http/header_list.h"
 #include "remora/http/header_mutation.h"
 #include "remora/policy/fault.h"
+#include "remora/policy/retry.h"
+#include "remora/policy/retry_budget.h"
 #include "remora/policy/token_bucket.h"
 
 namespace remora::observe {
@@ -34,6 +36,8 @@ struct RouteTarget {
   size_t cluster;  // index into Snapshot::clusters
   uint32_t weight;
   observe::RequestSeries* requests = nullptr;
+  // Retries of this route to this cluster, shared by all workers; null: no retry policy.
+  std::shared_ptr<policy::RetryBudget> retry_budget;
 };
 
 struct Route {
@@ -56,6 +60,7 @@ struct Route {
   // policies, in DESIGN §1's order before the upstream call
   std::shared_ptr<policy::TokenBucket> rate_limit;  // shared by all workers; null: none
   policy::Fault fault;
+  policy::RetryPolicy retry;
   observe::RouteSeries* policy_stats = nullptr;
 
   // `random` in [0, total_weight) picks a target of a split.

@@ -49,7 +49,7 @@ struct H2ClientStream {
   const std::vector<std::pair<std::string, std::string>>* request_trailers = nullptr;
   size_t request_sent = 0;
   uint64_t request_bytes_out = 0;                // all request bytes sent on this stream
-  bool keep_sent = true;                         // until the response head or kReplayLimit
+  bool keep_sent = true;  // until the caller is done with retries, or kReplayLimit
   std::function<void(size_t)> on_request_taken;  // bytes taken (caller opens its window)
   // Response, filled in by the client.
   unsigned status = 0;
