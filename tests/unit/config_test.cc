@@ -640,16 +640,18 @@ clusters:
   - name: app
     endpoints: [ 127.0.0.1:9000 ]
     tls: {}
+    outlier_detection: { consecutive_5xx: 5 }
 )",
                           "remora.yaml");
   CHECK(loaded.ok());
+  // retry: is run, so it is not among them.
   CHECK(lines(loaded.unsupported) ==
         "remora.yaml:6:10: listeners[0].tls: tls (mTLS) is not supported yet by this release of "
         "remora (it would be ignored, so it is refused)\n"
-        "remora.yaml:7:64: route_tables[0].routes[0].retry: retry is not supported yet by this "
-        "release of remora (it would be ignored, so it is refused)\n"
         "remora.yaml:11:10: clusters[0].tls: tls (mTLS) is not supported yet by this release of "
-        "remora (it would be ignored, so it is refused)\n");
+        "remora (it would be ignored, so it is refused)\n"
+        "remora.yaml:12:24: clusters[0].outlier_detection: outlier_detection is not supported yet "
+        "by this release of remora (it would be ignored, so it is refused)\n");
   CHECK(unsupported(*loaded.config).size() == 3);
 }
 

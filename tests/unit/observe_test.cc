@@ -233,6 +233,7 @@ void populate(Metrics& m) {
   auto& route = m.route("inbound", "orders");
   route.rate_limited.add(7);
   route.fault_aborts.add(2);
+  route.retries.add(4);
   l.count(H2Defence::kRapidReset);
   m.reloads_ok.add(2);
   m.reloads_failed.add();
@@ -265,6 +266,8 @@ TEST_CASE("render: the exposition is well-formed Prometheus text") {
       {"remora_circuit_breaker_limit", "gauge"},
       {"remora_rate_limited_total", "counter"},
       {"remora_faults_total", "counter"},
+      {"remora_retries_total", "counter"},
+      {"remora_retry_budget_exhausted_total", "counter"},
   };
   for (const auto& [name, type] : expected) {
     CAPTURE(name);
@@ -341,6 +344,7 @@ TEST_CASE("render: values of every family") {
                 {{"listener", "inbound"}, {"route", "orders"}, {"kind", "abort"}}) == 2);
   CHECK(e.value("remora_faults_total",
                 {{"listener", "inbound"}, {"route", "orders"}, {"kind", "delay"}}) == 0);
+  CHECK(e.value("remora_retries_total", {{"listener", "inbound"}, {"route", "orders"}}) == 4);
 
   CHECK(e.value("remora_downstream_connections_active", {{"listener", "inbound"}}) == 3);
   // Every refusal reason is exported from the start, at 0, so rate() works.
