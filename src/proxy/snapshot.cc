@@ -240,6 +240,7 @@ class Compiler {
       }
       out.routes.push_back(std::move(compiled));
     }
+    out.build_index();
     return out;
   }
 
