@@ -117,6 +117,7 @@ def test_fault_delay_only_for_requests_with_the_header(procs):
         [{"name": "slow", "match": {"prefix": "/"}, "cluster": "app",
           "fault": {"header": "x-chaos", "delay": {"duration": "300ms", "percent": 100}}}],
         [{"name": "app", "endpoints": [up.addr]}]))
+    assert http_request(r.port(), "GET", "/warm-up").status == 200  # connections, caches
     start = time.monotonic()
     assert http_request(r.port(), "GET", "/plain").status == 200
     plain = time.monotonic() - start
@@ -126,7 +127,7 @@ def test_fault_delay_only_for_requests_with_the_header(procs):
     assert delayed >= 0.3, delayed
     assert plain < 0.3, plain
     samples = r.metrics()
-    assert metric(samples, "remora_faults_total", route="slow", kind="delay") == 1
+    assert metric(samples, "remora_faults_total", route="slow", kind="delay") == 1  # not /warm-up
     assert metric(samples, "remora_faults_total", route="slow", kind="abort") == 0
 
 
@@ -163,7 +164,7 @@ def test_breaker_caps_requests_in_flight_and_refuses_at_once(procs):
     for t in threads:
         t.start()
     wait_until(lambda: metric(r.metrics(), "remora_circuit_breaker_occupancy", cluster="app",
-                              resource="requests") == 2, 5, "two requests in flight")
+                              resource="requests") == 2, 5, message="two requests in flight")
     for t in threads:
         t.join(20)
     ok = [res for res, _ in results.values() if res.status == 200]
@@ -189,7 +190,7 @@ def test_breaker_open_for_grpc_is_unavailable(procs):
     with H2Conn(r.port()) as c:
         slow = c.request("GET", "/slow?delay=1500")
         wait_until(lambda: metric(r.metrics(), "remora_circuit_breaker_occupancy", cluster="app",
-                                  resource="requests") == 1, 5, "one request in flight")
+                                  resource="requests") == 1, 5, message="one request in flight")
         sid = c.request("POST", "/svc.S/M", headers=GRPC_HEADERS, body=EMPTY_MESSAGE,
                         content_length=False)
         st = c.response(sid, 5)
