@@ -24,4 +24,19 @@ RouteVerdict apply_route_policies(const router::Route& route, const http::Header
   return verdict;
 }
 
+bool take_retry(const router::Route& route, const router::RouteTarget& target,
+                const upstream::ClusterSpec& cluster, policy::CircuitBreaker::Guard& retry_slot,
+                std::chrono::steady_clock::time_point now) {
+  auto* stats = route.policy_stats;
+  if (target.retry_budget && !target.retry_budget->try_acquire_retry(now)) {
+    if (stats) stats->retry_budget_exhausted.add();
+    return false;
+  }
+  if (cluster.breaker && !retry_slot &&
+      !(retry_slot = cluster.breaker->try_acquire(policy::Resource::kRetries)))
+    return false;
+  if (stats) stats->retries.add();
+  return true;
+}
+
 }  // namespace remora::proxy

@@ -655,26 +655,12 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()),
                                           wait_hint);
     if (now + wait >= route_deadline) co_return false;
-    auto* stats = route.policy_stats;
-    if (current_.target->retry_budget && !current_.target->retry_budget->try_acquire_retry(now)) {
-      if (stats) stats->retry_budget_exhausted.add();
-      co_return false;
-    }
-    if (spec.breaker && !retry_slot &&
-        !(retry_slot = spec.breaker->try_acquire(policy::Resource::kRetries)))
-      co_return false;
-    if (stats) stats->retries.add();
+    if (!take_retry(route, *current_.target, spec, retry_slot, now)) co_return false;
     ++retries;
     asio::steady_timer pause(timer_.get_executor(), wait);
     error_code ec;
     co_await pause.async_wait(nothrow(ec));
-    for (int i = 0; i < 3; ++i) {  // another endpoint, if the cluster has one
-      auto other = cluster.pick(worker_.random());
-      if (!other) break;
-      const bool same = other == endpoint_;
-      endpoint_ = std::move(other);
-      if (!same) break;
-    }
+    if (auto other = cluster.pick_other(endpoint_.get(), worker_.random())) endpoint_ = other;
     co_return true;
   };
   if (current_.target->retry_budget) current_.target->retry_budget->record_request(Clock::now());

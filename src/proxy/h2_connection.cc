@@ -1003,26 +1003,13 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     auto now = Clock::now();
     auto wait = retry.backoff.delay(retries, worker_.random());
     if (now + wait >= s.deadline.expiry()) co_return false;
-    if (target.retry_budget && !target.retry_budget->try_acquire_retry(now)) {
-      if (route.policy_stats) route.policy_stats->retry_budget_exhausted.add();
-      co_return false;
-    }
-    if (spec.breaker && !retry_slot &&
-        !(retry_slot = spec.breaker->try_acquire(policy::Resource::kRetries)))
-      co_return false;
-    if (route.policy_stats) route.policy_stats->retries.add();
+    if (!take_retry(route, target, spec, retry_slot, now)) co_return false;
     ++retries;
     request.back().second = std::to_string(retries + 1);  // x-remora-attempt
     asio::steady_timer pause(client_.get_executor(), wait);
     error_code ec;
     co_await pause.async_wait(nothrow(ec));
-    for (int i = 0; i < 3; ++i) {  // another endpoint, if the cluster has one
-      auto other = cluster.pick(worker_.random());
-      if (!other) break;
-      const bool same = other == endpoint;
-      endpoint = std::move(other);
-      if (!same) break;
-    }
+    if (auto other = cluster.pick_other(endpoint.get(), worker_.random())) endpoint = other;
     co_return !s.closed && !s.timed_out;
   };
   for (int resends = 0;;) {

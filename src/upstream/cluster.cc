@@ -15,6 +15,17 @@ void Cluster::set_endpoints(const std::vector<EndpointAddress>& addresses) {
   if (next_ >= endpoints_.size()) next_ = 0;
 }
 
+std::shared_ptr<UpstreamEndpoint> Cluster::pick_other(const UpstreamEndpoint* avoid,
+                                                      uint64_t random) {
+  std::shared_ptr<UpstreamEndpoint> picked;
+  for (int i = 0; i < 3; ++i) {
+    picked = pick(random);
+    if (!picked || picked.get() != avoid) break;
+    random = random * 0x9E3779B97F4A7C15ULL + 1;  // another draw for random / P2C
+  }
+  return picked;
+}
+
 std::shared_ptr<UpstreamEndpoint> Cluster::pick(uint64_t random) {
   const size_t n = endpoints_.size();
   if (n == 0) return nullptr;

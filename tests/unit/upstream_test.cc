@@ -188,3 +188,19 @@ TEST_CASE("set_endpoints with an unchanged set changes nothing") {
   REQUIRE(c.endpoints().size() == 3);
   for (size_t i = 0; i < 3; ++i) CHECK(c.endpoints()[i].get() == before[i]);
 }
+
+TEST_CASE("pick_other avoids the endpoint a retry comes from, where there is another") {
+  for (auto lb : {LbPolicy::kRoundRobin, LbPolicy::kLeastRequest, LbPolicy::kRandom}) {
+    CAPTURE(static_cast<int>(lb));
+    auto three = cluster(lb, 3);
+    for (uint64_t r = 0; r < 200; ++r) {
+      auto first = three.pick(r);
+      auto other = three.pick_other(first.get(), r * 7 + 1);
+      REQUIRE(other);
+      CHECK(other != first);
+    }
+    auto single = cluster(lb, 1);
+    auto only = single.pick(1);
+    CHECK(single.pick_other(only.get(), 2) == only);  // nowhere else to go
+  }
+}

@@ -7,7 +7,9 @@
 #include <cstdint>
 
 #include "remora/http/header_list.h"
+#include "remora/policy/circuit_breaker.h"
 #include "remora/router/route.h"
+#include "remora/upstream/cluster_spec.h"
 
 namespace remora::proxy {
 
@@ -20,5 +22,12 @@ struct RouteVerdict {
 // Counts what it decides in route.policy_stats.
 RouteVerdict apply_route_policies(const router::Route& route, const http::HeaderList& headers,
                                   uint64_t random, std::chrono::steady_clock::time_point now);
+
+// A retry the policy already allows: true when the route's budget and the
+// cluster breaker's max_retries have room. Takes the breaker slot into
+// `retry_slot` (once per request) and counts the retry or the refusal.
+bool take_retry(const router::Route& route, const router::RouteTarget& target,
+                const upstream::ClusterSpec& cluster, policy::CircuitBreaker::Guard& retry_slot,
+                std::chrono::steady_clock::time_point now);
 
 }  // namespace remora::proxy

@@ -24,6 +24,9 @@ class Cluster {
 
   // The endpoint for the next request, or null when the cluster has none.
   std::shared_ptr<UpstreamEndpoint> pick(uint64_t random);
+  // For a retry: another endpoint than `avoid` where the cluster has one
+  // (a few picks), else whatever pick() gives; null when it has none.
+  std::shared_ptr<UpstreamEndpoint> pick_other(const UpstreamEndpoint* avoid, uint64_t random);
 
   void sweep_idle(std::chrono::steady_clock::time_point now);
   void close_idle();
