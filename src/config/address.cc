@@ -108,7 +108,37 @@ HostPortResult parse_ip_port(std::string_view text) {
   return r;
 }
 
+namespace {
+HostPortResult parse_plain_endpoint(std::string_view text);
+}
+
 HostPortResult parse_endpoint(std::string_view text) {
+  std::uint32_t weight = 1;
+  if (auto space = text.find(' '); space != std::string_view::npos) {
+    std::string_view option = text.substr(space + 1);
+    while (option.starts_with(' ')) option.remove_prefix(1);
+    text = text.substr(0, space);
+    if (!option.starts_with("weight="))
+      return fail("unknown endpoint option " + detail::quoted(option) +
+                  " (the only one is weight=N)");
+    std::string_view digits = option.substr(7);
+    unsigned value = 0;
+    bool ok = !digits.empty() && digits.size() <= 3;
+    for (char c : digits) {
+      ok = ok && c >= '0' && c <= '9';
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (!ok || value < 1 || value > 128)
+      return fail("weight must be a whole number from 1 to 128, got " + detail::quoted(digits));
+    weight = value;
+  }
+  HostPortResult r = parse_plain_endpoint(text);
+  if (r.ok()) r.value.weight = weight;
+  return r;
+}
+
+namespace {
+HostPortResult parse_plain_endpoint(std::string_view text) {
   if (text.starts_with("dns:")) {
     bool bracketed = false;
     HostPortResult r = split(text.substr(4), bracketed);
@@ -130,6 +160,8 @@ HostPortResult parse_endpoint(std::string_view text) {
   }
   return r;
 }
+
+}  // namespace
 
 HostPortResult parse_host_port(std::string_view text) {
   HostPortResult r = parse_ip_port(text);

@@ -43,11 +43,33 @@ void check_cluster(const v1::Cluster& cluster, const std::string& path, Checker&
       check.error(field_path(path, "outlier_detection.max_ejection_percent"), why);
     }
   }
+  const bool hashing = cluster.lb() == v1::Cluster::RING_HASH || cluster.lb() == v1::Cluster::MAGLEV;
+  const auto& hash = cluster.hash();
+  if (hashing && hash.header().empty() == !hash.client_address()) {
+    check.error(field_path(path, "hash"),
+                "ring_hash and maglev need what to hash: either hash.header or "
+                "hash.client_address: true");
+  } else if (!hashing && cluster.has_hash()) {
+    check.error(field_path(path, "hash"), "hash is only used by lb: ring_hash and lb: maglev");
+  }
   if (cluster.has_health_check()) {
-    const std::string& probe = cluster.health_check().path();
-    if (probe.empty() || probe.front() != '/') {
-      check.error(field_path(path, "health_check.path"),
+    const auto& health = cluster.health_check();
+    const std::string& probe = health.path();
+    const std::string hc_path = field_path(path, "health_check");
+    if (health.has_grpc()) {
+      if (!probe.empty())
+        check.error(field_path(hc_path, "path"),
+                    "a gRPC health check has no path (it calls grpc.health.v1.Health/Check)");
+      if (cluster.protocol() != v1::Cluster::HTTP2)
+        check.error(field_path(hc_path, "grpc"), "a gRPC health check needs protocol: http2");
+    } else if (probe.empty() || probe.front() != '/') {
+      check.error(field_path(hc_path, "path"),
                   "a health check needs a path starting with \"/\", got " + quoted(probe));
+    }
+    for (int i = 0; i < health.expected_statuses_size(); ++i) {
+      if (std::string why = out_of_range(health.expected_statuses(i), 100, 599); !why.empty())
+        check.error(index_path(field_path(hc_path, "expected_statuses"), static_cast<std::size_t>(i)),
+                    why);
     }
   }
 }

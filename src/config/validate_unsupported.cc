@@ -24,17 +24,6 @@ void check_unsupported(const v1::Config& config, Checker& check) {
     const auto& cluster = config.clusters(i);
     auto path = index_path("clusters", static_cast<std::size_t>(i));
     if (cluster.has_tls()) refuse(check, field_path(path, "tls"), "tls (mTLS)");
-    if (cluster.lb() == v1::Cluster::RING_HASH || cluster.lb() == v1::Cluster::MAGLEV)
-      refuse(check, field_path(path, "lb"), "ring_hash and maglev balancing");
-    const auto& cb = cluster.circuit_breaker();
-    auto cb_path = field_path(path, "circuit_breaker");
-    if (cb.max_connections())
-      refuse(check, field_path(cb_path, "max_connections"), "circuit_breaker.max_connections");
-    if (cb.max_pending())
-      refuse(check, field_path(cb_path, "max_pending"), "circuit_breaker.max_pending");
-    if (cluster.has_outlier_detection())
-      refuse(check, field_path(path, "outlier_detection"), "outlier_detection");
-    if (cluster.has_health_check()) refuse(check, field_path(path, "health_check"), "health_check");
   }
   if (config.observability().has_tracing())
     refuse(check, "observability.tracing", "tracing");

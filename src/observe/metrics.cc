@@ -201,6 +201,23 @@ std::string Metrics::render() const {
                           MetricType::Gauge);
   auto limits = family("remora_circuit_breaker_limit", "The cluster's breaker limits.",
                        MetricType::Gauge);
+  auto ejections = family("remora_outlier_ejections_total",
+                          "Endpoints taken out of balancing by outlier detection.",
+                          MetricType::Counter);
+  auto panic = family("remora_lb_panic_total",
+                      "Requests balanced over all endpoints because none was healthy and "
+                      "un-ejected (panic mode).",
+                      MetricType::Counter);
+  auto checks = family("remora_health_checks_total", "Active health checks, by result.",
+                       MetricType::Counter);
+  auto panic_now = family("remora_upstream_panic",
+                          "1 while no endpoint of the cluster is available, so requests are "
+                          "balanced over all of them (panic mode).",
+                          MetricType::Gauge);
+  auto states = family("remora_upstream_endpoints",
+                       "Endpoints of the cluster by state: available to the balancer, "
+                       "unhealthy (active checks), ejected (outlier detection).",
+                       MetricType::Gauge);
   static constexpr std::pair<policy::Resource, const char*> kResources[] = {
       {policy::Resource::kConnections, "connections"},
       {policy::Resource::kPending, "pending"},
@@ -223,6 +240,26 @@ std::string Metrics::render() const {
         limits.metric.push_back(std::move(limit));
       }
     }
+    auto counted = [&](MetricFamily& into, const Counter& counter, const char* result = nullptr) {
+      auto metric = result ? labelled({{"cluster", name}, {"result", result}})
+                           : labelled({{"cluster", name}});
+      metric.counter.value = static_cast<double>(counter.value());
+      into.metric.push_back(std::move(metric));
+    };
+    counted(ejections, series->ejections);
+    counted(panic, series->panic_picks);
+    counted(checks, series->health_checks_passed, "passed");
+    counted(checks, series->health_checks_failed, "failed");
+    for (auto [gauge, state] : {std::pair{&series->endpoints_available, "available"},
+                                {&series->endpoints_unhealthy, "unhealthy"},
+                                {&series->endpoints_ejected, "ejected"}}) {
+      auto metric = labelled({{"cluster", name}, {"state", state}});
+      metric.gauge.value = static_cast<double>(gauge->value());
+      states.metric.push_back(std::move(metric));
+    }
+    auto p = labelled({{"cluster", name}});
+    p.gauge.value = static_cast<double>(series->panic.value());
+    panic_now.metric.push_back(std::move(p));
     auto m = labelled({{"cluster", name}});
     m.gauge.value = static_cast<double>(series->active_connections.value());
     upstream.metric.push_back(std::move(m));
@@ -236,6 +273,11 @@ std::string Metrics::render() const {
   out.push_back(std::move(circuit_open));
   out.push_back(std::move(occupancy));
   out.push_back(std::move(limits));
+  out.push_back(std::move(ejections));
+  out.push_back(std::move(panic));
+  out.push_back(std::move(checks));
+  out.push_back(std::move(states));
+  out.push_back(std::move(panic_now));
 
   auto rate_limited = family("remora_rate_limited_total",
                              "Requests refused by the route's local rate limit (429).",

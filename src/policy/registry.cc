@@ -25,6 +25,15 @@ std::shared_ptr<CircuitBreaker> Registry::circuit_breaker(const std::string& clu
   return breaker;
 }
 
+std::shared_ptr<OutlierDetector> Registry::outlier_detector(
+    const std::string& cluster, const OutlierDetectionOptions& options) {
+  std::lock_guard lock(mutex_);
+  auto& detector = detectors_[cluster];
+  if (!detector || detector->options() != options)
+    detector = std::make_shared<OutlierDetector>(options);
+  return detector;
+}
+
 std::shared_ptr<RetryBudget> Registry::retry_budget(const std::string& key,
                                                     uint32_t budget_percent) {
   std::lock_guard lock(mutex_);

@@ -1,6 +1,7 @@
 #include "remora/proxy/admission.h"
 
 #include "remora/observe/metrics.h"
+#include "remora/upstream/hash_ring.h"
 
 namespace remora::proxy {
 
@@ -37,6 +38,16 @@ bool take_retry(const router::Route& route, const router::RouteTarget& target,
     return false;
   if (stats) stats->retries.add();
   return true;
+}
+
+std::optional<uint64_t> balance_key(const upstream::ClusterSpec& cluster,
+                                    const http::HeaderList& headers, std::string_view client_ip) {
+  if (cluster.lb != upstream::LbPolicy::kRingHash && cluster.lb != upstream::LbPolicy::kMaglev)
+    return std::nullopt;
+  if (cluster.hash_key.header.empty()) return upstream::hash64(client_ip);
+  if (const auto* field = headers.find(cluster.hash_key.header))
+    return upstream::hash64(field->value);
+  return std::nullopt;
 }
 
 }  // namespace remora::proxy

@@ -139,12 +139,13 @@ class H1Connection final : public DownstreamConnection,
   awaitable<bool> proxy(const WorkerView& view, const ListenerSpec& listener,
                         const router::Route& route, http::h1::RequestHeadParser& request,
                         size_t head_size);
-  awaitable<bool> connect(upstream::UpstreamEndpoint& endpoint, const upstream::ClusterSpec& spec);
+  enum class Connect { kConnected, kFailed, kCircuitOpen };
+  awaitable<Connect> connect(upstream::UpstreamEndpoint& endpoint, const upstream::ClusterSpec& spec);
   template <class Parser, class From, class To>
   awaitable<Relay> relay(Parser& parser, From& from, net::ReadBuffer& buffer, To& to,
                          std::string_view head, uint64_t& moved, Replay* replay = nullptr);
   awaitable<void> tunnel();
-  awaitable<bool> proxy_h2(const router::Route& route, const upstream::ClusterSpec& spec,
+  awaitable<bool> proxy_h2(const router::Route& route, upstream::Cluster& cluster,
                            http::h1::RequestHeadParser& request, size_t head_size, std::string path,
                            bool expect_continue);
   // `status` replaces the reason's own (a fault abort's).
@@ -505,10 +506,16 @@ void H1Connection<ClientStream>::finish_request(unsigned status, std::string_vie
 }
 
 template <class ClientStream>
-awaitable<bool> H1Connection<ClientStream>::connect(upstream::UpstreamEndpoint& endpoint,
-                                                    const upstream::ClusterSpec& spec) {
+auto H1Connection<ClientStream>::connect(upstream::UpstreamEndpoint& endpoint,
+                                         const upstream::ClusterSpec& spec) -> awaitable<Connect> {
+  auto slots = upstream::reserve_connection(spec.breaker.get());
+  if (!slots.granted) {
+    spec.stats->circuit_open.add();
+    co_return Connect::kCircuitOpen;
+  }
   upstream_ = std::make_unique<upstream::UpstreamConnection>(tcp::socket(timer_.get_executor()),
                                                              &spec.stats->active_connections);
+  upstream_->slot = std::move(slots.connection);
   arm(Deadline::kConnect, spec.connect_timeout);
   error_code ec;
   co_await upstream_->socket.async_connect(endpoint.address().address, nothrow(ec));
@@ -518,10 +525,10 @@ awaitable<bool> H1Connection<ClientStream>::connect(upstream::UpstreamEndpoint& 
     spec.stats->connect_failures.add();
     endpoint.stats().connect_failures.fetch_add(1, std::memory_order_relaxed);
     fired_ = Deadline::kNone;
-    co_return false;
+    co_return Connect::kFailed;
   }
   upstream_->socket.set_option(tcp::no_delay(true), ec);
-  co_return true;
+  co_return Connect::kConnected;
 }
 
 template <class ClientStream>
@@ -567,7 +574,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     co_return !has_body && keep_alive;
   }
 
-  endpoint_ = cluster.pick(worker_.random());
+  endpoint_ = cluster.pick(worker_.random(), balance_key(spec, request.headers, client_ip_));
   if (!endpoint_) {
     co_await reply_local(LocalReason::kNoHealthyEndpoint, has_body || !keep_alive);
     finish_request(503, "no_healthy_endpoint");
@@ -608,7 +615,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     }
   }
   if (spec.http2) {
-    co_return co_await proxy_h2(route, spec, request, head_size,
+    co_return co_await proxy_h2(route, cluster, request, head_size,
                                 std::string(target_prefix).append(target_rest), expect_continue);
   }
   char request_id[kRequestIdSize];
@@ -669,11 +676,17 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     upstream::ActiveRequest active(endpoint_->stats());
     upstream_ = endpoint_->acquire(Clock::now(), spec.pool_idle_timeout);
     const bool reused = upstream_ != nullptr;
-    if (!reused && !co_await connect(*endpoint_, spec)) {
-      if (co_await retry_after(policy::TryOutcome::kConnectFailure)) continue;
-      co_await reply_local(LocalReason::kUpstreamConnectFailure,
-                           !request.is_done() || !keep_alive);
-      finish_request(503, "upstream_connect_failure");
+    if (const auto connected = reused ? Connect::kConnected : co_await connect(*endpoint_, spec);
+        connected != Connect::kConnected) {
+      auto reason = LocalReason::kCircuitOpen;
+      if (connected == Connect::kFailed) {
+        cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
+        if (co_await retry_after(policy::TryOutcome::kConnectFailure)) continue;
+        reason = LocalReason::kUpstreamConnectFailure;
+      }
+      co_await reply_local(reason, !request.is_done() || !keep_alive);
+      const auto reply = http::local_reply(reason);
+      finish_request(reply.status, reply.reason);
       co_return request.is_done() && keep_alive;
     }
     if (expect_continue && !current_.continued) {
@@ -713,6 +726,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
       // A pooled connection the upstream closed meanwhile: once more, on a
       // new connection, if nothing of a body was consumed yet.
       if (reused && !has_body && attempt == 0) continue;
+      cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
       if (co_await retry_after(policy::TryOutcome::kReset)) continue;
       co_await reply_local(LocalReason::kUpstreamReset, true);
       finish_request(502, "upstream_reset");
@@ -781,6 +795,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
       if (*failure == LocalReason::kUpstreamReset && reused && !has_body && !got_any &&
           attempt == 0)
         continue;  // the pooled connection was closed under us: retry on a fresh one
+      cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
       const bool per_try = *failure == LocalReason::kUpstreamTimeout && try_deadline < route_deadline;
       if ((*failure == LocalReason::kUpstreamReset || per_try) &&
           co_await retry_after(per_try ? policy::TryOutcome::kPerTryTimeout
@@ -793,6 +808,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
 
     // -- a response the policy retries is dropped, unread, with its connection
     const unsigned status = response.status;
+    cluster.record(*endpoint_, policy::outcome_of_status(status));
     if (retry_method && retry.retriable(policy::TryOutcome::kResponse, status)) {
       std::chrono::milliseconds hint{};
       if (const auto* after = response.headers.find("retry-after")) hint = retry_after_value(after->value);
@@ -916,11 +932,12 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
 // reach the client.
 template <class ClientStream>
 awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
-                                                     const upstream::ClusterSpec& spec,
+                                                     upstream::Cluster& cluster,
                                                      http::h1::RequestHeadParser& request,
                                                      size_t head_size, std::string path,
                                                      bool expect_continue) {
   constexpr size_t kHighWater = 64 * 1024;
+  const auto& spec = cluster.spec();
   const bool keep_alive = request.keep_alive();
   const bool has_body = !request.is_done();
   std::string_view authority;
@@ -935,10 +952,18 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   auto& stats = endpoint_->stats();
   upstream::ActiveRequest active(stats);
 
-  auto client = co_await upstream::h2_client_for(*endpoint_, spec);
+  auto [client, circuit_open] = co_await upstream::h2_client_for(*endpoint_, spec);
   if (!client) {
-    co_await reply_local(LocalReason::kUpstreamConnectFailure, has_body || !keep_alive);
-    finish_request(503, "upstream_connect_failure");
+    auto reason = LocalReason::kCircuitOpen;
+    if (circuit_open) {
+      spec.stats->circuit_open.add();
+    } else {
+      cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
+      reason = LocalReason::kUpstreamConnectFailure;
+    }
+    co_await reply_local(reason, has_body || !keep_alive);
+    const auto reply = http::local_reply(reason);
+    finish_request(reply.status, reply.reason);
     co_return !has_body && keep_alive;
   }
   error_code ec;
@@ -981,7 +1006,8 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   auto resend_refused = [&]() -> awaitable<bool> {
     if (!up->replayable() || resends == upstream::H2ClientStream::kMaxResends || wake->timed_out)
       co_return false;
-    auto again = co_await upstream::h2_client_for(*endpoint_, spec);
+    auto connection = co_await upstream::h2_client_for(*endpoint_, spec);
+    auto again = std::move(connection.client);
     if (!again) co_return false;
     auto fresh = std::make_shared<upstream::H2ClientStream>();
     fresh->on_event = up->on_event;
@@ -1045,12 +1071,14 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   }
   if (!up->headers_done) {
     give_up();
+    cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
     auto reason = wake->timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset;
     co_await reply_local(reason, true);
     finish_request(http::local_reply(reason).status, http::local_reply(reason).reason);
     co_return false;
   }
   const unsigned status = up->status;
+  cluster.record(*endpoint_, policy::outcome_of_status(status));
   auto response = h2_response(up->headers, route.response_headers);
   bool has_length = false;
   for (const auto& f : response) has_length |= f.first == "content-length";

@@ -750,7 +750,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     reply_local(s, LocalReason::kCircuitOpen);
     co_return false;
   }
-  auto endpoint = cluster.pick(worker_.random());
+  auto endpoint = cluster.pick(worker_.random(), balance_key(spec, fields, client_ip_));
   auto fail = [&](LocalReason reason) {
     if (!s.closed) reply_local(s, reason);
   };
@@ -767,8 +767,15 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
 
   s.upstream = endpoint->acquire(Clock::now(), spec.pool_idle_timeout);
   if (!s.upstream) {
+    auto slots = upstream::reserve_connection(spec.breaker.get());
+    if (!slots.granted) {
+      spec.stats->circuit_open.add();
+      fail(LocalReason::kCircuitOpen);
+      co_return false;
+    }
     s.upstream = std::make_unique<upstream::UpstreamConnection>(tcp::socket(client_.get_executor()),
                                                                 &spec.stats->active_connections);
+    s.upstream->slot = std::move(slots.connection);
     asio::steady_timer connect_timer(client_.get_executor(), spec.connect_timeout);
     auto* socket = &s.upstream->socket;
     connect_timer.async_wait([socket](error_code ec) {
@@ -781,6 +788,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
       s.upstream.reset();
       spec.stats->connect_failures.add();
       stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
+      cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
       fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamConnectFailure);
       co_return false;
     }
@@ -843,6 +851,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   }
   if (ec || s.timed_out) {
     s.upstream.reset();
+    cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
     fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamReset);
     co_return false;
   }
@@ -885,8 +894,10 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     size_t n = co_await up.socket.async_read_some(up.buffer.prepare(kReadChunk), nothrow(ec));
     if (ec || s.closed || s.timed_out) {
       s.upstream.reset();
-      if (!s.closed)
+      if (!s.closed) {
+        cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
         fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamReset);
+      }
       co_return false;
     }
     up.buffer.commit(n);
@@ -895,6 +906,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   // -- response to the client: h1 field names are case-insensitive, h2's lower case
   s.touch();
   const unsigned status = response.status;
+  cluster.record(*endpoint, policy::outcome_of_status(status));
   upstream::Fields head_fields_in;
   for (const auto& f : response.headers) head_fields_in.emplace_back(f.name, f.value);
   auto out_fields = h2_response(head_fields_in, route.response_headers);
@@ -1013,8 +1025,15 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     co_return !s.closed && !s.timed_out;
   };
   for (int resends = 0;;) {
-    client = co_await upstream::h2_client_for(*endpoint, spec);
+    auto connection = co_await upstream::h2_client_for(*endpoint, spec);
+    client = std::move(connection.client);
+    if (!client && connection.circuit_open) {
+      spec.stats->circuit_open.add();
+      fail(LocalReason::kCircuitOpen);
+      co_return false;
+    }
     if (!client) {
+      cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
       if (co_await next_try(policy::TryOutcome::kConnectFailure)) continue;
       fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamConnectFailure);
       co_return false;
@@ -1070,15 +1089,18 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     }
     if (*try_timed_out && !up->headers_done) {
       client->cancel(up->id);
+      cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
       if (co_await next_try(policy::TryOutcome::kPerTryTimeout)) continue;
       fail(LocalReason::kUpstreamTimeout);
       co_return false;
     }
     if (!up->headers_done) {
+      cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
       if (co_await next_try(policy::TryOutcome::kReset)) continue;
       break;
     }
     const int grpc = up->end ? grpc_status_in(up->headers) : -1;  // trailers-only
+    cluster.record(*endpoint, outlier_outcome(up->status, grpc));
     if (retry_method && retry.retriable(policy::TryOutcome::kResponse, up->status, grpc)) {
       auto discarded = s.body_out.size();
       if (co_await next_try(policy::TryOutcome::kResponse, up->status, grpc)) {

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <thread>
 
+#include "remora/config/address.h"
 #include "remora/observe/metrics.h"
 #include "remora/policy/registry.h"
 
@@ -93,17 +94,27 @@ class Compiler {
       case v1::Cluster::RANDOM:
         out->lb = upstream::LbPolicy::kRandom;
         break;
+      case v1::Cluster::RING_HASH:
+        out->lb = upstream::LbPolicy::kRingHash;
+        break;
+      case v1::Cluster::MAGLEV:
+        out->lb = upstream::LbPolicy::kMaglev;
+        break;
       default:
-        error(path + ".lb", "ring_hash and maglev are not supported yet");
         break;
     }
+    out->hash_key.header = lower(in.hash().header());
     out->http2 = in.protocol() == v1::Cluster::HTTP2;
     for (int e = 0; e < in.endpoints_size(); ++e) {
-      const auto& text = in.endpoints(e);
-      if (auto endpoint = net::parse_endpoint(text))
-        out->static_endpoints.push_back(*endpoint);
+      // The validator's parser (the weight), then the runtime's (the address).
+      const auto parsed = config::parse_endpoint(in.endpoints(e));
+      const std::string text = parsed.value.to_string();
+      if (!parsed.ok())
+        error(path + ".endpoints[" + std::to_string(e) + "]", parsed.error);
+      else if (auto endpoint = net::parse_endpoint(text))
+        out->static_endpoints.push_back({*endpoint, parsed.value.weight});
       else if (auto name = net::parse_dns_name(text))
-        out->dns_names.push_back(*name);
+        out->dns_names.push_back({*name, parsed.value.weight});
       else
         error(path + ".endpoints[" + std::to_string(e) + "]", "not ip:port or dns:name:port");
     }
@@ -122,6 +133,31 @@ class Compiler {
     if (cb.max_retries()) limits.max_retries = cb.max_retries();
     out->breaker = policies_.circuit_breaker(in.name(), limits);
     out->stats->breaker = out->breaker.get();
+    if (const auto& od = in.outlier_detection(); !od.disabled()) {
+      policy::OutlierDetectionOptions options;  // DESIGN §6 defaults where unset
+      if (od.consecutive_5xx()) options.consecutive_5xx = od.consecutive_5xx();
+      options.consecutive_gateway_failure = od.consecutive_gateway_failure();
+      options.base_ejection_time = to_ms(od.base_ejection_time(), milliseconds(30'000));
+      options.max_ejection_time = to_ms(od.max_ejection_time(), milliseconds(300'000));
+      if (od.max_ejection_percent()) options.max_ejection_percent = od.max_ejection_percent();
+      out->outlier = policies_.outlier_detector(in.name(), options);
+    }
+    if (in.has_health_check()) {
+      const auto& hc = in.health_check();
+      upstream::HealthCheckSpec check;
+      check.path = hc.path();
+      check.grpc = hc.has_grpc();
+      check.grpc_service = hc.grpc().service();
+      check.interval = to_ms(hc.interval(), milliseconds(5000));
+      check.timeout = to_ms(hc.timeout(), milliseconds(1000));
+      check.jitter = to_ms(hc.jitter(), milliseconds(0));
+      if (hc.healthy_threshold()) check.healthy_threshold = hc.healthy_threshold();
+      if (hc.unhealthy_threshold()) check.unhealthy_threshold = hc.unhealthy_threshold();
+      if (hc.expected_statuses_size() > 0)
+        check.expected_statuses.assign(hc.expected_statuses().begin(),
+                                       hc.expected_statuses().end());
+      out->health_check = std::move(check);
+    }
     return out;
   }
 

@@ -20,6 +20,7 @@
 #include "remora/proxy/snapshot.h"
 #include "remora/server/admin.h"
 #include "remora/server/worker.h"
+#include "remora/upstream/health_checker.h"
 
 namespace remora::server {
 
@@ -37,6 +38,7 @@ struct Server::Impl {
   std::unique_ptr<AdminServer> admin;
   asio::signal_set signals{io, SIGHUP, SIGTERM, SIGINT};
   EndpointSets endpoints;
+  upstream::HealthChecker health_checker{io};
   std::map<std::pair<std::string, std::string>, std::shared_ptr<upstream::EndpointStats>>
       endpoint_stats;
   bool draining = false;
@@ -78,11 +80,11 @@ struct Server::Impl {
   // ------------------------------------------------------------ endpoints
 
   upstream::EndpointAddress endpoint_address(const std::string& cluster, const net::Endpoint& a,
-                                             std::string source) {
+                                             std::string source, uint32_t weight) {
     auto text = net::to_string(a);
     auto& stats = endpoint_stats[{cluster, text}];
     if (!stats) stats = std::make_shared<upstream::EndpointStats>();
-    return {a, text, std::move(source), stats};
+    return {a, text, std::move(source), weight, stats};
   }
 
   // IPv4 answers when there are any (as most proxies do: "localhost" is then
@@ -99,15 +101,15 @@ struct Server::Impl {
     tcp::resolver resolver(io);
     for (const auto& cluster : snap.clusters) {
       auto& set = sets[cluster->name];
-      for (const auto& e : cluster->static_endpoints)
-        set.push_back(endpoint_address(cluster->name, e, "static"));
-      for (const auto& name : cluster->dns_names) {
+      for (const auto& [e, weight] : cluster->static_endpoints)
+        set.push_back(endpoint_address(cluster->name, e, "static", weight));
+      for (const auto& [name, weight] : cluster->dns_names) {
         boost::system::error_code ec;
         auto results = resolver.resolve(name.host, std::to_string(name.port), ec);
         if (ec) spdlog::warn("cluster {}: resolving {}: {}", cluster->name, name.host, ec.message());
         for (const auto& e : prefer_v4(results))
-          set.push_back(endpoint_address(cluster->name, e,
-                                         "dns:" + name.host + ":" + std::to_string(name.port)));
+          set.push_back(endpoint_address(
+              cluster->name, e, "dns:" + name.host + ":" + std::to_string(name.port), weight));
       }
     }
     return sets;
@@ -130,16 +132,16 @@ struct Server::Impl {
       for (const auto& cluster : snap->clusters) {
         if (cluster->dns_names.empty()) continue;
         std::vector<upstream::EndpointAddress> set;
-        for (const auto& e : cluster->static_endpoints)
-          set.push_back(endpoint_address(cluster->name, e, "static"));
+        for (const auto& [e, weight] : cluster->static_endpoints)
+          set.push_back(endpoint_address(cluster->name, e, "static", weight));
         bool failed = false;
-        for (const auto& name : cluster->dns_names) {
+        for (const auto& [name, weight] : cluster->dns_names) {
           auto results = co_await resolver.async_resolve(
               name.host, std::to_string(name.port), asio::redirect_error(asio::use_awaitable, ec));
           failed |= static_cast<bool>(ec);
           for (const auto& e : prefer_v4(results))
-            set.push_back(endpoint_address(cluster->name, e,
-                                           "dns:" + name.host + ":" + std::to_string(name.port)));
+            set.push_back(endpoint_address(
+                cluster->name, e, "dns:" + name.host + ":" + std::to_string(name.port), weight));
         }
         if (failed) continue;  // keep the last good answer rather than empty the cluster
         auto& current = endpoints[cluster->name];
@@ -154,8 +156,10 @@ struct Server::Impl {
           changed[cluster->name] = set;
         }
       }
-      if (!changed.empty())
+      if (!changed.empty()) {
         for (auto& w : workers) w->update_endpoints(changed);
+        health_checker.update(snapshot->clusters, endpoints);
+      }
     }
   }
 
@@ -203,6 +207,7 @@ struct Server::Impl {
     snapshot = next;
     for (size_t w = 0; w < workers.size(); ++w)
       workers[w]->apply(snapshot, endpoints, std::move(bound[w]));
+    health_checker.update(snapshot->clusters, endpoints);
     asio::co_spawn(io, refresh_dns(++dns_generation), asio::detached);
     return true;
   }
@@ -225,6 +230,7 @@ struct Server::Impl {
     if (draining) return;
     draining = true;
     ++dns_generation;
+    health_checker.stop();
     spdlog::info("draining: up to {} ms for in-flight requests", snapshot->drain_timeout.count());
     for (auto& w : workers) w->drain();
     auto deadline = Clock::now() + snapshot->drain_timeout;
@@ -261,8 +267,10 @@ struct Server::Impl {
       if (draining) return {503, "text/plain; charset=utf-8", "draining\n"};
       return {200, "text/plain; charset=utf-8", "ready\n"};
     }
-    if (path == "/metrics")
+    if (path == "/metrics") {
+      count_endpoint_states();
       return {200, "text/plain; version=0.0.4; charset=utf-8", metrics.render()};
+    }
     if (path == "/config") {
       std::string json;
       google::protobuf::util::JsonPrintOptions options;
@@ -276,7 +284,26 @@ struct Server::Impl {
             "not found; try /ready /metrics /config /clusters\n"};
   }
 
+  // The endpoint-state gauges, as of now (ejections end by time alone).
+  void count_endpoint_states() {
+    const auto now = Clock::now();
+    for (const auto& cluster : snapshot->clusters) {
+      if (!cluster->stats) continue;
+      int64_t available = 0, unhealthy = 0, ejected = 0;
+      for (const auto& e : endpoints[cluster->name]) {
+        if (!e.stats->healthy.load()) ++unhealthy;
+        else if (e.stats->outlier.is_ejected(now)) ++ejected;
+        else ++available;
+      }
+      cluster->stats->endpoints_available.set(available);
+      cluster->stats->endpoints_unhealthy.set(unhealthy);
+      cluster->stats->endpoints_ejected.set(ejected);
+      cluster->stats->panic.set(available == 0 && unhealthy + ejected > 0);
+    }
+  }
+
   std::string clusters_json() {
+    const auto now = Clock::now();
     std::string out = "{\"clusters\": [";
     bool first_cluster = true;
     for (const auto& cluster : snapshot->clusters) {
@@ -284,21 +311,54 @@ struct Server::Impl {
       first_cluster = false;
       static constexpr const char* kLb[] = {"round_robin", "least_request", "random", "ring_hash",
                                             "maglev"};
+      const auto& set = endpoints[cluster->name];
+      bool any_available = false;
+      for (const auto& e : set) any_available |= e.stats->available(now);
       out += "{\"name\": \"" + cluster->name + "\", \"lb\": \"" +
-             kLb[static_cast<int>(cluster->lb)] + "\", \"endpoints\": [";
+             kLb[static_cast<int>(cluster->lb)] + "\", \"health_checked\": " +
+             (cluster->health_check ? "true" : "false") + ", \"panic\": " +
+             (!any_available && !set.empty() ? "true" : "false") + ", \"endpoints\": [";
       bool first = true;
-      for (const auto& e : endpoints[cluster->name]) {
+      for (const auto& e : set) {
         out += first ? "" : ", ";
         first = false;
+        const auto& stats = *e.stats;
+        const bool healthy = stats.healthy.load();
+        const bool ejected = stats.outlier.is_ejected(now);
+        const char* state = !healthy ? "unhealthy" : ejected ? "ejected" : "available";
         out += "{\"address\": \"" + e.text + "\", \"source\": \"" + e.source +
-               "\", \"state\": \"active\", \"active_requests\": " +
-               std::to_string(e.stats->active_requests.load()) +
-               ", \"requests\": " + std::to_string(e.stats->requests.load()) +
-               ", \"connect_failures\": " + std::to_string(e.stats->connect_failures.load()) + "}";
+               "\", \"weight\": " + std::to_string(e.weight) + ", \"state\": \"" + state + "\", \"healthy\": " + (healthy ? "true" : "false");
+        if (cluster->health_check) {
+          out += ", \"health_check\": {\"checked\": " +
+                 std::string(stats.health.checked ? "true" : "false") +
+                 ", \"passes_in_a_row\": " + std::to_string(stats.health.passes) +
+                 ", \"failures_in_a_row\": " + std::to_string(stats.health.failures) +
+                 ", \"last_failure\": \"" + json_escape(stats.health.last_failure) + "\"}";
+        }
+        const auto until = stats.outlier.ejected_until();
+        out += ", \"ejected\": " + std::string(ejected ? "true" : "false") +
+               ", \"times_ejected\": " + std::to_string(stats.outlier.times_ejected());
+        if (ejected)
+          out += ", \"ejected_for_ms\": " +
+                 std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(until - now)
+                                    .count());
+        out += ", \"active_requests\": " + std::to_string(stats.active_requests.load()) +
+               ", \"requests\": " + std::to_string(stats.requests.load()) +
+               ", \"connect_failures\": " + std::to_string(stats.connect_failures.load()) + "}";
       }
       out += "]}";
     }
     out += "\n]}\n";
+    return out;
+  }
+
+  static std::string json_escape(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+      if (c == '"' || c == '\\') out += '\\';
+      if (static_cast<unsigned char>(c) < 0x20) continue;
+      out += c;
+    }
     return out;
   }
 

@@ -1,5 +1,11 @@
 #include "remora/upstream/cluster.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "remora/observe/metrics.h"
+
 namespace remora::upstream {
 
 void Cluster::set_endpoints(const std::vector<EndpointAddress>& addresses) {
@@ -13,6 +19,97 @@ void Cluster::set_endpoints(const std::vector<EndpointAddress>& addresses) {
   }
   endpoints_ = std::move(next);
   if (next_ >= endpoints_.size()) next_ = 0;
+  outlier_states_.clear();
+  cumulative_.clear();
+  uint64_t total = 0;
+  for (auto& endpoint : endpoints_) {
+    outlier_states_.push_back(&endpoint->stats().outlier);
+    total += endpoint->address().weight;
+    cumulative_.push_back(total);
+  }
+  weighted_ = total != endpoints_.size();
+  current_.assign(endpoints_.size(), 0);
+
+  ring_.reset();
+  maglev_.reset();
+  if (spec_->lb == LbPolicy::kRingHash || spec_->lb == LbPolicy::kMaglev) {
+    std::vector<HashEndpoint> ids;
+    for (auto& endpoint : endpoints_)
+      ids.push_back({endpoint->address().text, endpoint->address().weight});
+    if (spec_->lb == LbPolicy::kRingHash) ring_ = std::make_unique<RingHash>(ids);
+    else maglev_ = std::make_unique<Maglev>(ids);
+  }
+}
+
+size_t Cluster::random_index(uint64_t random) const {
+  if (!weighted_) return random % endpoints_.size();
+  const uint64_t point = random % cumulative_.back();
+  return static_cast<size_t>(std::upper_bound(cumulative_.begin(), cumulative_.end(), point) -
+                             cumulative_.begin());
+}
+
+size_t Cluster::balance(uint64_t random, std::optional<uint64_t> hash) {
+  const size_t n = endpoints_.size();
+  switch (spec_->lb) {
+    case LbPolicy::kLeastRequest: {
+      // Power of two choices: two distinct random endpoints, the less busy
+      // for its weight wins (requests in flight ÷ weight, compared crosswise).
+      if (n == 1) return 0;
+      size_t a = random % n;
+      size_t b = (a + 1 + (random >> 32) % (n - 1)) % n;
+      auto load = [&](size_t i, size_t other) {
+        const auto active = endpoints_[i]->stats().active_requests.load(std::memory_order_relaxed);
+        return (active + 1) * static_cast<int64_t>(endpoints_[other]->address().weight);
+      };
+      return load(b, a) < load(a, b) ? b : a;
+    }
+    case LbPolicy::kRingHash:
+    case LbPolicy::kMaglev:
+      if (hash) {
+        auto picked = ring_ ? ring_->pick(*hash) : maglev_ ? maglev_->pick(*hash) : std::nullopt;
+        if (picked) return *picked;
+      }
+      return random_index(random);  // no key: spread at random
+    case LbPolicy::kRandom:
+      return random_index(random);
+    case LbPolicy::kRoundRobin:
+      break;
+  }
+  if (weighted_) {
+    // Smooth weighted round robin: each endpoint gains its weight, the one
+    // furthest ahead is chosen and pays the total, so the picks interleave
+    // (weights 5:1:1 give a a b a c a a, not a a a a a b c).
+    size_t best = 0;
+    for (size_t i = 0; i < n; ++i) {
+      current_[i] += endpoints_[i]->address().weight;
+      if (current_[i] > current_[best]) best = i;
+    }
+    current_[best] -= static_cast<int64_t>(cumulative_.back());
+    return best;
+  }
+  const size_t i = next_;
+  next_ = next_ + 1 == n ? 0 : next_ + 1;
+  return i;
+}
+
+std::shared_ptr<UpstreamEndpoint> Cluster::pick(uint64_t random, std::optional<uint64_t> hash) {
+  const size_t n = endpoints_.size();
+  if (n == 0) return nullptr;
+  const size_t chosen = balance(random, hash);
+  const auto now = Clock::now();
+  if (usable(chosen, now)) return endpoints_[chosen];
+  // The balancer's choice is out: the next usable endpoint in list order
+  // (for round robin the cursor moves past it too; for a hash, the keys of
+  // an endpoint that is out all go to one neighbour until it is back).
+  for (size_t step = 1; step < n; ++step) {
+    const size_t i = (chosen + step) % n;
+    if (usable(i, now)) {
+      if (spec_->lb == LbPolicy::kRoundRobin) next_ = i + 1 == n ? 0 : i + 1;
+      return endpoints_[i];
+    }
+  }
+  if (spec_->stats) spec_->stats->panic_picks.add();
+  return endpoints_[chosen];
 }
 
 std::shared_ptr<UpstreamEndpoint> Cluster::pick_other(const UpstreamEndpoint* avoid,
@@ -26,31 +123,19 @@ std::shared_ptr<UpstreamEndpoint> Cluster::pick_other(const UpstreamEndpoint* av
   return picked;
 }
 
-std::shared_ptr<UpstreamEndpoint> Cluster::pick(uint64_t random) {
-  const size_t n = endpoints_.size();
-  if (n == 0) return nullptr;
-  switch (spec_->lb) {
-    case LbPolicy::kLeastRequest: {
-      // Power of two choices: two distinct random endpoints, the less busy wins.
-      if (n == 1) return endpoints_[0];
-      size_t a = random % n;
-      size_t b = (a + 1 + (random >> 32) % (n - 1)) % n;
-      auto load = [&](size_t i) {
-        return endpoints_[i]->stats().active_requests.load(std::memory_order_relaxed);
-      };
-      return endpoints_[load(b) < load(a) ? b : a];
-    }
-    case LbPolicy::kRandom:
-      return endpoints_[random % n];
-    default: {  // round robin (ring_hash and maglev come with the resilience release)
-      auto& endpoint = endpoints_[next_];
-      next_ = next_ + 1 == n ? 0 : next_ + 1;
-      return endpoint;
-    }
-  }
+void Cluster::record(UpstreamEndpoint& endpoint, policy::Outcome outcome) {
+  if (!spec_->outlier) return;
+  auto& state = endpoint.stats().outlier;
+  if (!spec_->outlier->record(state, outcome, outlier_states_, Clock::now())) return;
+  if (spec_->stats) spec_->stats->ejections.add();
+  const auto out_for = std::chrono::duration_cast<std::chrono::milliseconds>(
+      state.ejected_until() - Clock::now());
+  spdlog::warn("cluster {}: endpoint {} ejected for {} ms ({} time{} in a row), too many failures",
+               spec_->name, endpoint.address().text, out_for.count(), state.times_ejected(),
+               state.times_ejected() == 1 ? "" : "s");
 }
 
-void Cluster::sweep_idle(std::chrono::steady_clock::time_point now) {
+void Cluster::sweep_idle(Clock::time_point now) {
   for (auto& endpoint : endpoints_) endpoint->sweep(now, spec_->pool_idle_timeout);
 }
 

@@ -16,6 +16,16 @@ UpstreamConnection::~UpstreamConnection() {
   if (active_gauge) active_gauge->add(-1);
 }
 
+ConnectionSlots reserve_connection(policy::CircuitBreaker* breaker) {
+  ConnectionSlots slots;
+  if (!breaker) return slots;
+  slots.pending = breaker->try_acquire(policy::Resource::kPending);
+  if (slots.pending) slots.connection = breaker->try_acquire(policy::Resource::kConnections);
+  slots.granted = static_cast<bool>(slots.connection);
+  if (!slots.granted) slots.pending.release();
+  return slots;
+}
+
 bool UpstreamConnection::still_usable(bool peek) {
   if (!socket.is_open() || buffer.size() != 0) return false;
   if (!peek) return true;

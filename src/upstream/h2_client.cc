@@ -25,13 +25,15 @@ constexpr int32_t kStreamWindow = 64 * 1024;
 constexpr int32_t kConnectionWindow = 1024 * 1024;
 }  // namespace
 
-H2Client::H2Client(asio::ip::tcp::socket socket, observe::Gauge* active, Keepalive keepalive)
+H2Client::H2Client(asio::ip::tcp::socket socket, observe::Gauge* active, Keepalive keepalive,
+                   policy::CircuitBreaker::Guard slot)
     : socket_(std::move(socket)),
       active_(active),
       in_(1024 * 1024),
       keepalive_(keepalive),
       keepalive_timer_(socket_.get_executor()),
-      last_received_(std::chrono::steady_clock::now()) {
+      last_received_(std::chrono::steady_clock::now()),
+      slot_(std::move(slot)) {
   if (active_) active_->add(1);
 }
 
@@ -321,12 +323,13 @@ void take_pending_frames(nghttp2_session* session, std::string& out, size_t limi
   }
 }
 
-asio::awaitable<std::shared_ptr<H2Client>> h2_client_for(UpstreamEndpoint& endpoint,
-                                                         const ClusterSpec& spec) {
+asio::awaitable<H2ClientFor> h2_client_for(UpstreamEndpoint& endpoint, const ClusterSpec& spec) {
   std::erase_if(endpoint.h2_clients, [](const auto& c) { return !c->open(); });
   for (auto& c : endpoint.h2_clients)
-    if (c->usable()) co_return c;
+    if (c->usable()) co_return H2ClientFor{c};
   // None yet, or all at the peer's stream limit: one more connection.
+  auto slots = reserve_connection(spec.breaker.get());
+  if (!slots.granted) co_return H2ClientFor{nullptr, true};
   auto executor = co_await asio::this_coro::executor;
   asio::ip::tcp::socket socket(executor);
   asio::steady_timer connect_timer(executor, spec.connect_timeout);
@@ -339,15 +342,16 @@ asio::awaitable<std::shared_ptr<H2Client>> h2_client_for(UpstreamEndpoint& endpo
   if (ec || !socket.is_open()) {
     spec.stats->connect_failures.add();
     endpoint.stats().connect_failures.fetch_add(1, std::memory_order_relaxed);
-    co_return nullptr;
+    co_return H2ClientFor{};
   }
   socket.set_option(asio::ip::tcp::no_delay(true), ec);
-  auto client = std::make_shared<H2Client>(std::move(socket), &spec.stats->active_connections,
-                                           H2Client::Keepalive{spec.keepalive_interval,
-                                                               spec.keepalive_timeout});
-  if (!client->start()) co_return nullptr;
+  auto client = std::make_shared<H2Client>(
+      std::move(socket), &spec.stats->active_connections,
+      H2Client::Keepalive{spec.keepalive_interval, spec.keepalive_timeout},
+      std::move(slots.connection));
+  if (!client->start()) co_return H2ClientFor{};
   endpoint.h2_clients.push_back(client);
-  co_return client;
+  co_return H2ClientFor{client};
 }
 
 }  // namespace remora::upstream

@@ -141,20 +141,20 @@ def test_health_follows_ready(procs, upstream):
 
 
 def test_keys_this_release_does_not_run_are_refused_not_ignored(tmp_path):
-    # A valid `outlier_detection:` that would silently never eject is refused, with its place.
+    # A valid cluster `tls:` that would silently send plaintext is refused, with its place.
     text = TYPO_CONFIG.replace("retires:", "retry:").format(admin=free_port(), port=free_port())
-    text += "    outlier_detection:\n      consecutive_5xx: 5\n"
-    path = tmp_path / "outlier.yaml"
+    text += "    tls:\n      ca_file: /etc/remora/ca.pem\n"
+    path = tmp_path / "tls.yaml"
     path.write_text(text)
     res = remora_cli("validate", "-c", str(path))
     assert res.returncode == 1, res
-    line, col = _position(text, "consecutive_5xx")  # where the block's value starts
-    assert ("%s:%d:%d: clusters[0].outlier_detection: outlier_detection is not supported yet by "
+    line, col = _position(text, "ca_file")  # where the block's value starts
+    assert ("%s:%d:%d: clusters[0].tls: tls (mTLS) is not supported yet by "
             "this release of remora (it would be ignored, so it is refused)" % (path, line, col)
             ) in res.stderr.splitlines(), res
-    # retry: is run now, so the same file without the outlier block is valid.
+    # retry: is run now, so the same file without the tls block is valid.
     ok = tmp_path / "retry.yaml"
-    ok.write_text(text.split("    outlier_detection:")[0])
+    ok.write_text(text.split("    tls:")[0])
     assert remora_cli("validate", "-c", str(ok)).returncode == 0
     run = remora_cli("run", "-c", str(path))
     assert run.returncode == 1, run

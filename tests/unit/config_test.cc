@@ -640,7 +640,7 @@ clusters:
   - name: app
     endpoints: [ 127.0.0.1:9000 ]
     tls: {}
-    outlier_detection: { consecutive_5xx: 5 }
+observability: { tracing: { sample_ratio: 0.5 } }
 )",
                           "remora.yaml");
   CHECK(loaded.ok());
@@ -650,8 +650,8 @@ clusters:
         "remora (it would be ignored, so it is refused)\n"
         "remora.yaml:11:10: clusters[0].tls: tls (mTLS) is not supported yet by this release of "
         "remora (it would be ignored, so it is refused)\n"
-        "remora.yaml:12:24: clusters[0].outlier_detection: outlier_detection is not supported yet "
-        "by this release of remora (it would be ignored, so it is refused)\n");
+        "remora.yaml:12:27: observability.tracing: tracing is not supported yet by this release "
+        "of remora (it would be ignored, so it is refused)\n");
   CHECK(unsupported(*loaded.config).size() == 3);
 }
 
@@ -831,6 +831,27 @@ TEST_CASE("validate: listeners and the admin endpoint do not share an address") 
   c.mutable_admin()->set_address("[::]:8080");  // dual-stack: takes IPv4 too
   CHECK(lines(validate(c)) ==
         "listeners[0].address: address 127.0.0.1:8080 conflicts with admin ([::]:8080)\n");
+}
+
+TEST_CASE("validate: an endpoint's weight is weight=1..128 after the address") {
+  v1::Config c = minimal();
+  auto* endpoints = c.mutable_clusters(0)->mutable_endpoints();
+  endpoints->Clear();
+  for (const char* e : {"10.0.0.1:80 weight=3", "dns:items.svc:8080 weight=128", "10.0.0.2:80 weight=0",
+                        "10.0.0.3:80 weight=129", "10.0.0.4:80 weight=x", "10.0.0.5:80 wieght=2",
+                        "10.0.0.1:80 weight=2"})
+    endpoints->Add(e);
+  CHECK(lines(validate(c)) ==
+        "clusters[0].endpoints[2]: invalid endpoint \"10.0.0.2:80 weight=0\": weight must be a "
+        "whole number from 1 to 128, got \"0\"\n"
+        "clusters[0].endpoints[3]: invalid endpoint \"10.0.0.3:80 weight=129\": weight must be a "
+        "whole number from 1 to 128, got \"129\"\n"
+        "clusters[0].endpoints[4]: invalid endpoint \"10.0.0.4:80 weight=x\": weight must be a "
+        "whole number from 1 to 128, got \"x\"\n"
+        "clusters[0].endpoints[5]: invalid endpoint \"10.0.0.5:80 wieght=2\": unknown endpoint "
+        "option \"wieght=2\" (the only one is weight=N)\n"
+        "clusters[0].endpoints[6]: duplicate endpoint \"10.0.0.1:80 weight=2\" (also "
+        "clusters[0].endpoints[0])\n");
 }
 
 TEST_CASE("validate: cluster endpoints are ip:port or dns:name:port and at least one") {

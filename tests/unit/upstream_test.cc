@@ -204,3 +204,156 @@ TEST_CASE("pick_other avoids the endpoint a retry comes from, where there is ano
     CHECK(single.pick_other(only.get(), 2) == only);  // nowhere else to go
   }
 }
+
+// ---- endpoints that are out: unhealthy (active checks) or ejected (outlier detection)
+
+namespace {
+
+// Ejects `endpoint` of `c` through the cluster's own detector.
+void eject(Cluster& c, const std::string& text) {
+  for (auto& e : c.endpoints())
+    if (e->address().text == text)
+      for (int i = 0; i < 5; ++i) c.record(*e, remora::policy::Outcome::kGatewayFailure);
+}
+
+Cluster detecting(LbPolicy lb, int endpoints, uint32_t max_percent = 100) {
+  auto spec = std::make_shared<ClusterSpec>();
+  spec->name = "backend";
+  spec->lb = lb;
+  spec->outlier = std::make_shared<remora::policy::OutlierDetector>(
+      remora::policy::OutlierDetectionOptions{.max_ejection_percent = max_percent});
+  Cluster c(spec);
+  c.set_endpoints(addresses(endpoints));
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("every balancer skips ejected and unhealthy endpoints") {
+  for (auto lb : {LbPolicy::kRoundRobin, LbPolicy::kLeastRequest, LbPolicy::kRandom,
+                  LbPolicy::kRingHash, LbPolicy::kMaglev}) {
+    CAPTURE(static_cast<int>(lb));
+    auto c = detecting(lb, 4);
+    eject(c, "10.0.0.2:8080");
+    c.endpoints()[2]->stats().healthy = false;  // 10.0.0.3
+    std::map<std::string, int> count;
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 400; ++i) ++count[text_of(c.pick(rng(), rng()))];
+    CHECK(count.count("10.0.0.2:8080") == 0);
+    CHECK(count.count("10.0.0.3:8080") == 0);
+    CHECK(count["10.0.0.1:8080"] + count["10.0.0.4:8080"] == 400);
+  }
+}
+
+TEST_CASE("a cluster with no usable endpoint balances over all of them (panic mode)") {
+  auto c = detecting(LbPolicy::kRoundRobin, 3);
+  for (auto& e : c.endpoints()) e->stats().healthy = false;
+  std::map<std::string, int> count;
+  for (int i = 0; i < 30; ++i) ++count[text_of(c.pick(0))];
+  CHECK(count.size() == 3);
+  CHECK(count["10.0.0.1:8080"] == 10);
+  // One comes back: it takes everything.
+  c.endpoints()[1]->stats().healthy = true;
+  for (int i = 0; i < 10; ++i) CHECK(text_of(c.pick(0)) == "10.0.0.2:8080");
+}
+
+TEST_CASE("ejection respects max_ejection_percent, and the state follows the endpoint") {
+  auto c = detecting(LbPolicy::kRoundRobin, 4, 50);  // two of four at most
+  eject(c, "10.0.0.1:8080");
+  eject(c, "10.0.0.2:8080");
+  eject(c, "10.0.0.3:8080");
+  const auto now = std::chrono::steady_clock::now();
+  CHECK(c.endpoints()[0]->stats().outlier.is_ejected(now));
+  CHECK(c.endpoints()[1]->stats().outlier.is_ejected(now));
+  CHECK_FALSE(c.endpoints()[2]->stats().outlier.is_ejected(now));
+  // A new endpoint set keeps the ejections of those that stay (the state
+  // lives with the endpoint's stats, which the main thread keeps by address).
+  std::vector<EndpointAddress> next;
+  for (auto& e : c.endpoints()) next.push_back(e->address());
+  next.erase(next.begin() + 3);
+  c.set_endpoints(next);
+  CHECK(c.endpoints()[0]->stats().outlier.is_ejected(now));
+}
+
+TEST_CASE("ring_hash and maglev send a key to the same endpoint, and only its keys move") {
+  for (auto lb : {LbPolicy::kRingHash, LbPolicy::kMaglev}) {
+    CAPTURE(static_cast<int>(lb));
+    auto c = detecting(lb, 5);
+    std::map<uint64_t, std::string> first;
+    for (uint64_t key = 0; key < 2000; ++key) {
+      const uint64_t hash = hash64(std::to_string(key));
+      first[key] = text_of(c.pick(key * 31, hash));
+      CHECK(text_of(c.pick(key * 17 + 3, hash)) == first[key]);  // `random` plays no part
+    }
+    eject(c, "10.0.0.4:8080");
+    int moved = 0;
+    for (uint64_t key = 0; key < 2000; ++key) {
+      auto now = text_of(c.pick(0, hash64(std::to_string(key))));
+      CHECK(now != "10.0.0.4:8080");
+      moved += now != first[key];
+    }
+    int held = 0;
+    for (auto& [key, text] : first) held += text == "10.0.0.4:8080";
+    CHECK(moved == held);  // exactly the ejected endpoint's keys
+    // A request without a key is balanced at random, over the usable ones.
+    std::map<std::string, int> spread;
+    for (uint64_t r = 0; r < 400; ++r) ++spread[text_of(c.pick(r * 0x9E3779B97F4A7C15ULL))];
+    CHECK(spread.size() == 4);
+  }
+}
+
+// ---- endpoint weights, under every balancer
+
+namespace {
+
+Cluster weighted(LbPolicy lb, std::vector<uint32_t> weights) {
+  auto spec = std::make_shared<ClusterSpec>();
+  spec->name = "backend";
+  spec->lb = lb;
+  Cluster c(spec);
+  auto set = addresses(static_cast<int>(weights.size()));
+  for (size_t i = 0; i < weights.size(); ++i) set[i].weight = weights[i];
+  c.set_endpoints(set);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("weighted round robin interleaves in proportion to the weights") {
+  auto c = weighted(LbPolicy::kRoundRobin, {5, 1, 1});
+  std::string order;
+  for (int i = 0; i < 7; ++i) order += text_of(c.pick(0)).substr(7, 1);  // "1", "2" or "3"
+  CHECK(order == "1121311");  // smooth: the light ones are not bunched at the end
+  std::map<std::string, int> count;
+  for (int i = 0; i < 700; ++i) ++count[text_of(c.pick(0))];
+  CHECK(count["10.0.0.1:8080"] == 500);
+  CHECK(count["10.0.0.2:8080"] == 100);
+  CHECK(count["10.0.0.3:8080"] == 100);
+}
+
+TEST_CASE("weighted random, ring_hash and maglev share in proportion to the weights") {
+  for (auto lb : {LbPolicy::kRandom, LbPolicy::kRingHash, LbPolicy::kMaglev}) {
+    CAPTURE(static_cast<int>(lb));
+    auto c = weighted(lb, {3, 1});
+    std::mt19937_64 rng(11);
+    int heavy = 0;
+    constexpr int kPicks = 20000;
+    for (int i = 0; i < kPicks; ++i) {
+      const uint64_t r = rng();
+      heavy += text_of(c.pick(r, hash64(std::to_string(r)))) == "10.0.0.1:8080";
+    }
+    CHECK(heavy > kPicks * 0.70);  // 75 % expected
+    CHECK(heavy < kPicks * 0.80);
+  }
+}
+
+TEST_CASE("weighted least request compares requests in flight per unit of weight") {
+  auto c = weighted(LbPolicy::kLeastRequest, {4, 1});
+  // 3 in flight on the weight-4 endpoint is less load than 1 on the weight-1 one.
+  c.endpoints()[0]->stats().active_requests = 3;
+  c.endpoints()[1]->stats().active_requests = 1;
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 100; ++i) CHECK(text_of(c.pick(rng())) == "10.0.0.1:8080");
+  c.endpoints()[0]->stats().active_requests = 0;
+  c.endpoints()[1]->stats().active_requests = 0;
+}

@@ -31,6 +31,7 @@ class Counter {
 class Gauge {
  public:
   void add(int64_t n) { value_.fetch_add(n, std::memory_order_relaxed); }
+  void set(int64_t n) { value_.store(n, std::memory_order_relaxed); }
   int64_t value() const { return value_.load(std::memory_order_relaxed); }
 
  private:
@@ -106,6 +107,15 @@ struct ClusterSeries {
   Counter connect_failures;
   Counter refused_stream_retries;  // h2 streams the upstream refused, sent again
   Counter circuit_open;            // requests refused by the breaker
+  Counter ejections;               // outlier detection took an endpoint out
+  Counter panic_picks;             // requests balanced over all: none was usable
+  Counter health_checks_passed;
+  Counter health_checks_failed;
+  // Endpoints by state, set by the main thread just before each scrape.
+  Gauge endpoints_available;
+  Gauge endpoints_unhealthy;  // failing active health checks
+  Gauge endpoints_ejected;    // healthy, but ejected by outlier detection
+  Gauge panic;                // 1 when none is available: balanced over all
   const policy::CircuitBreaker* breaker = nullptr;  // its occupancy is exported
 };
 

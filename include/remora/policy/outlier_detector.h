@@ -16,13 +16,14 @@
 // tries again), so the cap is exact and the request path never blocks.
 // Expiry is by time alone: no timer, no main-thread sweep.
 //
-// Indices are positions in the cluster's endpoint list. When the list
-// changes, build a new detector and adopt() the state of endpoints that stay.
+// The per-endpoint state (OutlierState) lives with the endpoint, keyed by
+// cluster and address, so it survives reloads and endpoint-set changes
+// without being copied; the detector holds the options and the try-flag.
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
+#include <span>
 
 namespace remora::policy {
 
@@ -44,47 +45,59 @@ struct OutlierDetectionOptions {
   std::chrono::nanoseconds base_ejection_time{std::chrono::seconds(30)};
   std::chrono::nanoseconds max_ejection_time{std::chrono::seconds(300)};
   uint32_t max_ejection_percent = 10;
+  bool operator==(const OutlierDetectionOptions&) const = default;
+};
+
+// One endpoint's counters, on a cache line of its own.
+class alignas(64) OutlierState {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  bool is_ejected(TimePoint now) const noexcept {
+    return ejected_until_.load(std::memory_order_relaxed) > ns(now);
+  }
+  uint32_t times_ejected() const noexcept { return times_ejected_.load(std::memory_order_relaxed); }
+  // When the last ejection ends (or ended); epoch if never ejected.
+  TimePoint ejected_until() const noexcept {
+    return TimePoint(std::chrono::duration_cast<TimePoint::duration>(
+        std::chrono::nanoseconds(ejected_until_.load(std::memory_order_relaxed))));
+  }
+
+  static int64_t ns(TimePoint t) noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  }
+
+ private:
+  friend class OutlierDetector;
+  std::atomic<uint32_t> consecutive_5xx_{0};
+  std::atomic<uint32_t> consecutive_gateway_{0};
+  std::atomic<uint32_t> times_ejected_{0};  // the multiplier; decays while healthy
+  std::atomic<int64_t> ejected_until_{0};   // steady-clock ns; 0 = never ejected
 };
 
 class OutlierDetector {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
 
-  OutlierDetector(OutlierDetectionOptions options, size_t endpoints);
+  explicit OutlierDetector(OutlierDetectionOptions options) : options_(options) {}
 
-  // One finished attempt on `endpoint`. True when this outcome ejected it.
-  // Outcomes arriving while it is ejected (requests that were in flight)
-  // are ignored, so they cannot eject it again the moment it returns.
-  bool record(size_t endpoint, Outcome outcome, TimePoint now) noexcept;
+  // One finished attempt on `endpoint`, one of `cluster` (all of the
+  // cluster's endpoints: the cap counts them). True when this outcome
+  // ejected it. Outcomes arriving while it is ejected (requests that were
+  // in flight) are ignored, so they cannot eject it again the moment it
+  // returns.
+  bool record(OutlierState& endpoint, Outcome outcome, std::span<const OutlierState* const> cluster,
+              TimePoint now) noexcept;
 
-  bool is_ejected(size_t endpoint, TimePoint now) const noexcept {
-    return endpoint < size_ &&
-           slots_[endpoint].ejected_until.load(std::memory_order_relaxed) > ns(now);
-  }
-
-  size_t size() const { return size_; }
-  size_t ejected_count(TimePoint now) const noexcept { return count_ejected(ns(now)); }
-  uint32_t times_ejected(size_t endpoint) const noexcept;
-  // When the last ejection of `endpoint` ends (or ended); epoch if never.
-  TimePoint ejected_until(size_t endpoint) const noexcept;
-
-  // Carries one endpoint's state over from the detector this one replaces.
-  // Call before the new detector is shared with the workers.
-  void adopt(size_t endpoint, const OutlierDetector& from, size_t from_endpoint) noexcept;
+  static size_t ejected_count(std::span<const OutlierState* const> cluster, TimePoint now) noexcept;
+  // How many of `cluster_size` endpoints may be out at once: the percent,
+  // but at least one (as Envoy does), so small clusters can eject too; a
+  // cluster left with no usable endpoint balances over all (panic mode).
+  size_t max_ejected(size_t cluster_size) const noexcept;
 
   const OutlierDetectionOptions& options() const { return options_; }
 
  private:
-  struct alignas(64) Slot {
-    std::atomic<uint32_t> consecutive_5xx{0};
-    std::atomic<uint32_t> consecutive_gateway{0};
-    std::atomic<uint32_t> times_ejected{0};  // the multiplier; decays while healthy
-    std::atomic<int64_t> ejected_until{0};   // steady-clock ns; 0 = never ejected
-  };
-
-  static int64_t ns(TimePoint t) noexcept {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  }
   static uint32_t bump(std::atomic<uint32_t>& counter) noexcept {
     return counter.fetch_add(1, std::memory_order_relaxed) + 1;
   }
@@ -93,13 +106,11 @@ class OutlierDetector {
   static void reset(std::atomic<uint32_t>& counter) noexcept {
     if (counter.load(std::memory_order_relaxed) != 0) counter.store(0, std::memory_order_relaxed);
   }
-  bool try_eject(Slot& slot, int64_t now) noexcept;
-  size_t count_ejected(int64_t now) const noexcept;
+  bool try_eject(OutlierState& slot, std::span<const OutlierState* const> cluster,
+                 int64_t now) noexcept;
   std::chrono::nanoseconds ejection_time(uint32_t times) const noexcept;
 
   OutlierDetectionOptions options_;
-  size_t size_;
-  std::unique_ptr<Slot[]> slots_;
   std::atomic_flag deciding_;  // C++20: starts clear
 };
 

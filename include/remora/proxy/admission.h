@@ -5,6 +5,8 @@
 // exchange starts, so that a delayed request holds no breaker slot.
 #include <chrono>
 #include <cstdint>
+#include <optional>
+#include <string_view>
 
 #include "remora/http/header_list.h"
 #include "remora/policy/circuit_breaker.h"
@@ -29,5 +31,11 @@ RouteVerdict apply_route_policies(const router::Route& route, const http::Header
 bool take_retry(const router::Route& route, const router::RouteTarget& target,
                 const upstream::ClusterSpec& cluster, policy::CircuitBreaker::Guard& retry_slot,
                 std::chrono::steady_clock::time_point now);
+
+// What ring_hash and maglev balance a request by: the hash of the
+// cluster's hash header (none when absent: balanced at random) or of the
+// client address. None for the other balancers.
+std::optional<uint64_t> balance_key(const upstream::ClusterSpec& cluster,
+                                    const http::HeaderList& headers, std::string_view client_ip);
 
 }  // namespace remora::proxy

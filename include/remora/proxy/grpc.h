@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "remora/http/local_reply.h"
+#include "remora/policy/outlier_detector.h"
 #include "remora/upstream/h2_client.h"
 
 namespace remora::proxy {
@@ -23,5 +24,24 @@ int grpc_status_for(http::LocalReason reason);
 // The grpc-status among `fields`: -1 when there is none, 2 (UNKNOWN) when it
 // is not a number.
 int grpc_status_in(const upstream::Fields& fields);
+
+// What a response tells outlier detection: by its HTTP status, or for a
+// trailers-only gRPC answer (`grpc` ≥ 0) by its grpc-status, as gRPC maps
+// them to HTTP: UNAVAILABLE and DEADLINE_EXCEEDED are gateway failures,
+// UNKNOWN, INTERNAL and DATA_LOSS server errors, the rest the caller's.
+constexpr policy::Outcome outlier_outcome(unsigned status, int grpc) {
+  if (grpc < 0 || status != 200) return policy::outcome_of_status(status);
+  switch (grpc) {
+    case 4:   // DEADLINE_EXCEEDED
+    case 14:  // UNAVAILABLE
+      return policy::Outcome::kGatewayFailure;
+    case 2:   // UNKNOWN
+    case 13:  // INTERNAL
+    case 15:  // DATA_LOSS
+      return policy::Outcome::kServerError;
+    default:
+      return policy::Outcome::kSuccess;
+  }
+}
 
 }  // namespace remora::proxy

@@ -17,8 +17,7 @@
 
 namespace remora::server {
 
-// Endpoint sets by cluster name, as last resolved by the main thread.
-using EndpointSets = std::map<std::string, std::vector<upstream::EndpointAddress>>;
+using upstream::EndpointSets;
 
 struct BoundListener {
   std::string name;

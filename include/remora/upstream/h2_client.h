@@ -20,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "remora/net/buffer_recycler.h"
+#include "remora/policy/circuit_breaker.h"
 
 namespace remora::observe {
 class Gauge;
@@ -77,7 +78,8 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
     std::chrono::milliseconds interval;  // PING after this long without a frame from the peer
     std::chrono::milliseconds timeout;   // no ACK by then: the connection is dead, close it
   };
-  H2Client(boost::asio::ip::tcp::socket socket, observe::Gauge* active, Keepalive keepalive);
+  H2Client(boost::asio::ip::tcp::socket socket, observe::Gauge* active, Keepalive keepalive,
+           policy::CircuitBreaker::Guard slot = {});
   ~H2Client();
 
   // Sends the preface and SETTINGS and starts reading. False on failure.
@@ -121,6 +123,7 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
   std::chrono::steady_clock::time_point last_received_;
   bool ping_outstanding_ = false;
   std::map<int32_t, std::shared_ptr<H2ClientStream>> streams_;
+  policy::CircuitBreaker::Guard slot_;  // the cluster breaker's max_connections
 };
 
 // Views of `fields` for nghttp2, which copies them when a frame is submitted.
@@ -131,10 +134,16 @@ void append_nva(const Fields& fields, std::vector<nghttp2_nv>& nva);
 // bytes, so that one write carries many frames. Used by both session sides.
 void take_pending_frames(nghttp2_session* session, std::string& out, size_t limit = 64 * 1024);
 
+struct H2ClientFor {
+  std::shared_ptr<H2Client> client;  // null: see circuit_open
+  bool circuit_open = false;         // the breaker refused a new connection (else unreachable)
+};
+
 // A connection of `endpoint` with room for one more stream, connecting a
-// new one (within the cluster's connect_timeout) when none has. Null when
-// the endpoint cannot be reached (counted as a connect failure).
-boost::asio::awaitable<std::shared_ptr<H2Client>> h2_client_for(UpstreamEndpoint& endpoint,
-                                                                const ClusterSpec& spec);
+// new one (within the cluster's connect_timeout, if the cluster's breaker
+// has room for it) when none has. No client when the endpoint cannot be
+// reached (counted as a connect failure) or the breaker refused.
+boost::asio::awaitable<H2ClientFor> h2_client_for(UpstreamEndpoint& endpoint,
+                                                  const ClusterSpec& spec);
 
 }  // namespace remora::upstream
