@@ -182,6 +182,86 @@ def test_breaker_caps_requests_in_flight_and_refuses_at_once(procs):
     assert http_request(r.port(), "GET", "/after").status == 200
 
 
+def test_breaker_caps_upstream_connections_across_clients(procs):
+    # Each slow request needs its own HTTP/1.1 upstream connection: the third
+    # finds both of the cluster's connections taken and is refused at once.
+    up = procs.upstream("up")
+    r = procs.remora(simple_config(
+        [{"name": "all", "match": {"prefix": "/"}, "cluster": "app"}],
+        [{"name": "app", "endpoints": [up.addr], "circuit_breaker": {"max_connections": 2}}]))
+    results = {}
+
+    def call(i):
+        start = time.monotonic()
+        results[i] = (http_request(r.port(), "GET", "/slow/%d?delay=1500" % i, timeout=15),
+                      time.monotonic() - start)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: metric(r.metrics(), "remora_circuit_breaker_occupancy", cluster="app",
+                              resource="connections") == 2, 5, message="two connections open")
+    call(2)
+    res, took = results[2]
+    assert res.status == 503 and res.headers["x-remora-reason"] == "circuit_open", res
+    assert took < 1.0, "the refusal waited %.2fs: it must be immediate" % took
+    for t in threads:
+        t.join(20)
+    assert [results[i][0].status for i in range(2)] == [200, 200]
+    samples = r.metrics()
+    assert metric(samples, "remora_circuit_open_total", cluster="app") == 1
+    assert metric(samples, "remora_circuit_breaker_limit", cluster="app",
+                  resource="connections") == 2
+    # The two connections stay pooled (they still count) and serve what follows.
+    assert http_request(r.port(), "GET", "/after").status == 200
+    assert metric(r.metrics(), "remora_circuit_breaker_occupancy", cluster="app",
+                  resource="connections") <= 2
+
+
+def test_breaker_caps_requests_waiting_for_a_connection(procs):
+    # An endpoint whose accept queue is full: connects to it hang (the kernel
+    # drops the SYNs), so the first request waits for its connection and the
+    # second, over max_pending, is refused at once.
+    import socket
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue (never accepted)
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(hung.getsockname())
+            fillers.append(f)
+        time.sleep(0.2)
+        addr = "127.0.0.1:%d" % hung.getsockname()[1]
+        r = procs.remora(simple_config(
+            [{"name": "all", "match": {"prefix": "/"}, "cluster": "app"}],
+            [{"name": "app", "endpoints": [addr], "connect_timeout": "2s",
+              "circuit_breaker": {"max_pending": 1},
+              "outlier_detection": {"disabled": True}}]))
+        first = {}
+        t = threading.Thread(target=lambda: first.setdefault(
+            "res", http_request(r.port(), "GET", "/first", timeout=15)))
+        t.start()
+        wait_until(lambda: metric(r.metrics(), "remora_circuit_breaker_occupancy", cluster="app",
+                                  resource="pending") == 1, 5, message="one request connecting")
+        start = time.monotonic()
+        res = http_request(r.port(), "GET", "/second", timeout=15)
+        assert res.status == 503 and res.headers["x-remora-reason"] == "circuit_open", res
+        assert time.monotonic() - start < 1.0
+        t.join(20)
+        # The first waited out connect_timeout: a connect failure, not the breaker.
+        assert first["res"].status == 503, first
+        assert first["res"].headers["x-remora-reason"] == "upstream_connect_failure"
+        assert metric(r.metrics(), "remora_circuit_breaker_occupancy", cluster="app",
+                      resource="pending") == 0
+    finally:
+        for f in fillers:
+            f.close()
+        hung.close()
+
+
 def test_breaker_open_for_grpc_is_unavailable(procs):
     up = procs.upstream("up")
     r = procs.remora(simple_config(
