@@ -1,6 +1,10 @@
 #include "remora/proxy/admission.h"
 
+#include <algorithm>
+#include <charconv>
+
 #include "remora/observe/metrics.h"
+#include "remora/proxy/grpc.h"
 #include "remora/upstream/hash_ring.h"
 
 namespace remora::proxy {
@@ -38,6 +42,20 @@ bool take_retry(const router::Route& route, const router::RouteTarget& target,
     return false;
   if (stats) stats->retries.add();
   return true;
+}
+
+std::chrono::milliseconds request_timeout(const router::Route& route,
+                                          const http::HeaderList& headers) {
+  auto timeout = route.timeout;
+  if (const auto* grpc = headers.find("grpc-timeout"))
+    if (auto t = parse_grpc_timeout(grpc->value)) timeout = std::min(timeout, *t);
+  if (const auto* ms = headers.find("x-remora-timeout-ms")) {
+    uint64_t value = 0;
+    const auto* end = ms->value.data() + ms->value.size();
+    if (auto [at, ec] = std::from_chars(ms->value.data(), end, value); ec == std::errc() && at == end)
+      timeout = std::min<std::chrono::milliseconds>(timeout, std::chrono::milliseconds(value));
+  }
+  return timeout;
 }
 
 std::optional<uint64_t> balance_key(const upstream::ClusterSpec& cluster,

@@ -637,6 +637,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
                                       .chunked = request.chunked(),
                                       .drop_expect = expect_continue});
   current_.head_method = request.method == "HEAD";
+  const auto timeout = request_timeout(route, request.headers);
   const auto& retry = route.retry;
   const bool retry_method = retry.enabled() && retry.allows_method(request.method);
   const int http_version = request.version;
@@ -644,7 +645,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
   request_head_.swap(out_);
 
   // -- tries: the first, and retries as the route's policy allows (DESIGN §1)
-  const auto route_deadline = Clock::now() + route.timeout;
+  const auto route_deadline = Clock::now() + timeout;
   Replay replay;
   replay.limit = retry_method ? retry.buffer_limit : 0;
   policy::CircuitBreaker::Guard retry_slot;
@@ -946,6 +947,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     authority = request.target.substr(7, request.target.find('/', 7) - 7);
   auto fields = h2_request(request.method, authority, path, request.headers, route.request_headers,
                            client_ip_, worker_);
+  const auto timeout = request_timeout(route, request.headers);
   current_.head_method = request.method == "HEAD";
   in_.consume(head_size);  // the request's views die here
 
@@ -990,7 +992,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     finish_request(502, "upstream_reset");
     co_return false;
   }
-  asio::steady_timer deadline(timer_.get_executor(), route.timeout);
+  asio::steady_timer deadline(timer_.get_executor(), timeout);
   deadline.async_wait([wake](error_code e) {
     if (e) return;
     wake->timed_out = true;

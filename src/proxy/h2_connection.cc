@@ -665,13 +665,9 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
     if (!route) {
       reply_local(s, LocalReason::kNoRoute);
     } else {
-      // The route timeout covers the whole exchange; a gRPC client's own
-      // deadline (grpc-timeout) shortens it, never lengthens it.
-      std::chrono::milliseconds timeout = route->timeout;
-      for (const auto& [n, v] : s.fields)
-        if (n == "grpc-timeout")
-          if (auto t = parse_grpc_timeout(v)) timeout = std::min(timeout, *t);
-      s.deadline.expires_after(timeout);
+      // The route timeout covers the whole exchange; the client's own
+      // deadline shortens it, never lengthens it.
+      s.deadline.expires_after(request_timeout(*route, fields));
       s.deadline.async_wait([stream](error_code ec) {
         if (ec || stream->timed_out) return;
         stream->timed_out = true;

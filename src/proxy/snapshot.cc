@@ -69,9 +69,33 @@ class Compiler {
     }
 
     CompileResult result;
+    result.warnings = retries_not_applied(*snap);
     result.errors = std::move(errors_);
     if (result.errors.empty()) result.snapshot = std::move(snap);
     return result;
+  }
+
+  // Retries run where client and cluster speak the same protocol; say
+  // where a route's retry policy meets clients it cannot retry for yet.
+  static std::vector<std::string> retries_not_applied(const Snapshot& snap) {
+    std::vector<std::string> warnings;
+    for (const auto& listener : snap.listeners) {
+      if (listener.route_table >= snap.route_tables.size()) continue;
+      for (const auto& route : snap.route_tables[listener.route_table].routes) {
+        if (!route.retry.enabled()) continue;
+        for (const auto& target : route.targets) {
+          const auto& cluster = *snap.clusters[target.cluster];
+          const bool h1_clients = listener.protocol != ListenerProtocol::kHttp2;
+          const bool h2_clients = listener.protocol != ListenerProtocol::kHttp1;
+          if ((cluster.http2 && h1_clients) || (!cluster.http2 && h2_clients))
+            warnings.push_back("listener " + listener.name + ", route " + route.name +
+                               ": retries are not applied yet to " +
+                               (cluster.http2 ? "HTTP/1.1" : "HTTP/2") + " clients, since cluster " +
+                               cluster.name + " speaks " + (cluster.http2 ? "HTTP/2" : "HTTP/1.1"));
+        }
+      }
+    }
+    return warnings;
   }
 
  private:

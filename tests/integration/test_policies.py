@@ -277,3 +277,27 @@ def test_breaker_open_for_grpc_is_unavailable(procs):
         assert grpc_status(st) == "14" and st.headers_end_stream, st  # UNAVAILABLE
         assert dict(st.headers).get("x-remora-reason") == "circuit_open"
         assert c.response(slow, 10).status == 200
+
+
+# ---------------------------------------------------------------- client deadlines
+
+def test_client_deadline_header_shortens_the_route_timeout_never_lengthens_it(procs):
+    up = procs.upstream("up")
+    r = procs.remora(simple_config(
+        [{"name": "all", "match": {"prefix": "/"}, "cluster": "app", "timeout": "1s"}],
+        [{"name": "app", "endpoints": [up.addr], "outlier_detection": {"disabled": True}}]))
+    start = time.monotonic()
+    res = http_request(r.port(), "GET", "/slow?delay=3000", headers={"x-remora-timeout-ms": "200"})
+    took = time.monotonic() - start
+    assert res.status == 504 and res.headers["x-remora-reason"] == "upstream_timeout", res
+    assert took < 0.9, "the 200 ms client deadline did not apply (%.2fs)" % took
+    # A longer client deadline does not stretch the route's 1 s.
+    start = time.monotonic()
+    res = http_request(r.port(), "GET", "/slow?delay=3000", headers={"x-remora-timeout-ms": "9000"})
+    assert res.status == 504 and time.monotonic() - start < 2.5, res
+    # Over HTTP/2 the same header applies.
+    with H2Conn(r.port()) as c:
+        start = time.monotonic()
+        st = c.response(c.request("GET", "/slow?delay=3000",
+                                  headers=[("x-remora-timeout-ms", "200")]), 10)
+        assert st.status == 504 and time.monotonic() - start < 0.9, st

@@ -33,6 +33,9 @@ Modes (--mode, repeatable or comma-separated; they combine):
                   changes.
   delay=MS        wait MS milliseconds before sending each response's HEADERS
                   (same as --delay MS).
+  grpc_status=S   every request is answered with a trailers-only gRPC answer
+                  (:status 200, content-type application/grpc, grpc-status S):
+                  an upstream whose every call fails (UNAVAILABLE = 14, ...).
 A request's ?delay=MS query parameter adds to the delay of that request only.
 ?grpc_fail=N[&grpc_status=S]: the first N requests to that path (per process)
 get a trailers-only gRPC answer with grpc-status S (default 14, UNAVAILABLE).
@@ -101,6 +104,9 @@ def parse_modes(values):
                 continue
             if item.startswith("delay="):
                 delay = float(item[len("delay="):])
+            elif item.startswith("grpc_status="):
+                int(item[len("grpc_status="):])  # a number, or refused below
+                modes.add(item)
             elif item in ("goaway_second", "refuse_first", "no_ping_ack"):
                 modes.add(item)
             else:
@@ -144,6 +150,10 @@ class Server:
         self.name = args.name
         self.modes, mode_delay = parse_modes(args.mode)
         self.delay_ms = args.delay + mode_delay
+        self.always_grpc_status = None  # mode grpc_status=S
+        for m in self.modes:
+            if m.startswith("grpc_status="):
+                self.always_grpc_status = m[len("grpc_status="):]
         self.next_conn = 0
         self.next_id = 0
         self.log_file = open(args.log, "a", buffering=1) if args.log else None
@@ -365,19 +375,21 @@ class H2Protocol(asyncio.Protocol):
             await asyncio.sleep(delay / 1000.0)
         if req.closed or self.closed:
             return
-        if "grpc_fail" in req.query_args:
+        code = self.server.always_grpc_status
+        if code is None and "grpc_fail" in req.query_args:
             n = self.server.seen[req.path] = self.server.seen.get(req.path, 0) + 1
             if n <= int(req.query_args["grpc_fail"]):
                 code = req.query_args.get("grpc_status", "14")
-                self.h2.send_headers(req.stream, [(":status", "200"),
-                                                  ("content-type", "application/grpc"),
-                                                  ("grpc-status", code),
-                                                  ("grpc-message", "try again")],
-                                     end_stream=True)
-                self.server.log({"event": "response", "id": req.id, "conn": self.conn,
-                                 "stream": req.stream, "status": 200, "grpc_status": code})
-                self.flush()
-                return
+        if code is not None:
+            self.h2.send_headers(req.stream, [(":status", "200"),
+                                              ("content-type", "application/grpc"),
+                                              ("grpc-status", code),
+                                              ("grpc-message", "try again")],
+                                 end_stream=True)
+            self.server.log({"event": "response", "id": req.id, "conn": self.conn,
+                             "stream": req.stream, "status": 200, "grpc_status": code})
+            self.flush()
+            return
         body = json.dumps({
             "server": self.server.name, "method": req.method, "path": req.path,
             "query": req.query, "target": req.target, "authority": req.authority,

@@ -135,3 +135,32 @@ def test_bad_request_is_logged_not_served(up):
     events = read_json_lines(log)
     assert "request" not in [e["event"] for e in events]
     assert any(e["event"] == "bad_request" for e in events)
+
+
+def test_health_control_changes_what_healthz_answers(up):
+    port, _ = up
+    with RawConn(port) as c:
+        c.send(request_bytes("GET", "/healthz"))
+        assert c.read_final_response().status == 200  # until changed
+        c.send(request_bytes("POST", "/__health?status=503"))
+        r = c.read_final_response()
+        assert r.status == 200 and r.json() == {"status": 503, "delay": 0.0, "hang": False}
+        c.send(request_bytes("GET", "/healthz"))
+        assert c.read_final_response().status == 503
+        c.send(request_bytes("GET", "/other"))
+        assert c.read_final_response().status == 200  # only /healthz changes
+        c.send(request_bytes("POST", "/__health?status=204&delay=300"))
+        assert c.read_final_response().json()["delay"] == 300.0
+        start = time.monotonic()
+        c.send(request_bytes("GET", "/healthz"))
+        assert c.read_final_response().status == 204 and time.monotonic() - start >= 0.3
+        c.send(request_bytes("POST", "/__health?hang=1&delay=0"))
+        assert c.read_final_response().json() == {"status": 204, "delay": 0.0, "hang": True}
+    with RawConn(port) as c:
+        c.send(request_bytes("GET", "/healthz"))
+        assert not c.closed_by_peer(0.5)  # no answer
+    with RawConn(port) as c:
+        c.send(request_bytes("POST", "/__health?hang=0&status=200"))
+        c.read_final_response()
+        c.send(request_bytes("GET", "/healthz"))
+        assert c.read_final_response().status == 200

@@ -26,6 +26,14 @@ Behaviour by path (query parameters combine):
   /close              answer with Connection: close and close the socket
                       (&silent=1: answer as keep-alive, close 50 ms later)
   HEAD                head only
+  /healthz            the echo, with the status the health control sets
+                      (200 until changed)
+  /__health?status=N&delay=MS&hang=0|1
+                      the health control (any method; each given parameter
+                      changes the state, the others stay): what /healthz
+                      answers from now on: status N, after MS ms, or never
+                      (hang=1: until the peer closes). Answers the state as
+                      JSON {"status","delay","hang"}.
 Expect: 100-continue gets "100 Continue" before the body is read.
 
 The echo body is JSON: server, method, path, query, target, headers (lower-case
@@ -169,6 +177,7 @@ class Server:
         self.log_file = open(args.log, "a", buffering=1) if args.log else None
         self.active = 0
         self.seen = {}  # path -> requests so far (for ?fail=N)
+        self.health = {"status": 200, "delay": 0.0, "hang": False}  # what /healthz does
 
     def log(self, record):
         if self.log_file:
@@ -306,8 +315,12 @@ class Server:
             return await self.websocket(req, reader, writer)
         if not await self.read_body(req, reader, writer):
             return False
+        if path == "/__health":
+            return await self.health_control(req, writer)
         delay_ms = self.args.delay + float(q.get("delay", 0) or 0)
-        if path == "/hang":
+        if path == "/healthz":
+            delay_ms += self.health["delay"]
+        if path == "/hang" or (path == "/healthz" and self.health["hang"]):
             await reader.read()  # returns at EOF
             return False
         if delay_ms > 0:
@@ -375,7 +388,7 @@ class Server:
                     await writer.drain()
             return not close
 
-        status = 200
+        status = self.health["status"] if path == "/healthz" else 200
         if path.startswith("/status/"):
             status = int(path[len("/status/"):])
         if "status" in q:
@@ -404,6 +417,26 @@ class Server:
         if silent_close:
             await asyncio.sleep(0.05)
             return False
+        return not close
+
+    async def health_control(self, req, writer) -> bool:
+        q = req.query
+        if "status" in q:
+            self.health["status"] = int(q["status"])
+        if "delay" in q:
+            self.health["delay"] = float(q["delay"] or 0)
+        if "hang" in q:
+            self.health["hang"] = q["hang"] == "1"
+        self.log({"event": "health_control", "id": req.id, "conn": req.conn,
+                  "health": dict(self.health)})
+        body = json.dumps(self.health, sort_keys=True).encode()
+        close = req.wants_close()
+        headers = [("x-upstream", self.name), ("Content-Type", "application/json"),
+                   ("Content-Length", str(len(body)))]
+        if close:
+            headers.append(("Connection", "close"))
+        writer.write(self.head_bytes(200, headers) + body)
+        await writer.drain()
         return not close
 
     def echo_body(self, req) -> bytes:

@@ -32,6 +32,12 @@ bool take_retry(const router::Route& route, const router::RouteTarget& target,
                 const upstream::ClusterSpec& cluster, policy::CircuitBreaker::Guard& retry_slot,
                 std::chrono::steady_clock::time_point now);
 
+// How long the request may take, retries included: the route's timeout,
+// shortened (never lengthened) by the client's own deadline, `grpc-timeout`
+// (gRPC) or `x-remora-timeout-ms` (any request, in milliseconds).
+std::chrono::milliseconds request_timeout(const router::Route& route,
+                                          const http::HeaderList& headers);
+
 // What ring_hash and maglev balance a request by: the hash of the
 // cluster's hash header (none when absent: balanced at random) or of the
 // client address. None for the other balancers.
