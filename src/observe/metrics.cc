@@ -303,6 +303,9 @@ std::string Metrics::render() const {
   auto exhausted = family("remora_retry_budget_exhausted_total",
                           "Retries not made because the route's retry budget was spent.",
                           MetricType::Counter);
+  auto overflow = family("remora_retry_overflow_total",
+                         "Retries not made because the cluster breaker's max_retries was reached.",
+                         MetricType::Counter);
   for (auto& [key, series] : routes_) {
     auto r = labelled({{"listener", key.first}, {"route", key.second}});
     r.counter.value = static_cast<double>(series->retries.value());
@@ -310,9 +313,13 @@ std::string Metrics::render() const {
     auto e = labelled({{"listener", key.first}, {"route", key.second}});
     e.counter.value = static_cast<double>(series->retry_budget_exhausted.value());
     exhausted.metric.push_back(std::move(e));
+    auto o = labelled({{"listener", key.first}, {"route", key.second}});
+    o.counter.value = static_cast<double>(series->retry_overflow.value());
+    overflow.metric.push_back(std::move(o));
   }
   out.push_back(std::move(route_retries));
   out.push_back(std::move(exhausted));
+  out.push_back(std::move(overflow));
 
   auto reloads = family("remora_config_reloads_total", "Configuration reloads by result.",
                         MetricType::Counter);

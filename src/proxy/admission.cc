@@ -33,13 +33,16 @@ bool take_retry(const router::Route& route, const router::RouteTarget& target,
                 const upstream::ClusterSpec& cluster, policy::CircuitBreaker::Guard& retry_slot,
                 std::chrono::steady_clock::time_point now) {
   auto* stats = route.policy_stats;
+  // The breaker first: a retry it refuses must not spend the budget.
+  if (cluster.breaker && !retry_slot &&
+      !(retry_slot = cluster.breaker->try_acquire(policy::Resource::kRetries))) {
+    if (stats) stats->retry_overflow.add();
+    return false;
+  }
   if (target.retry_budget && !target.retry_budget->try_acquire_retry(now)) {
     if (stats) stats->retry_budget_exhausted.add();
     return false;
   }
-  if (cluster.breaker && !retry_slot &&
-      !(retry_slot = cluster.breaker->try_acquire(policy::Resource::kRetries)))
-    return false;
   if (stats) stats->retries.add();
   return true;
 }

@@ -287,3 +287,28 @@ def test_h2_client_to_h2_upstream_5xx_and_connect_failures(procs):
     with H2Conn(r.port()) as c:
         statuses = [c.response(c.request("GET", "/h2cf/%d" % i), 10).status for i in range(10)]
     assert statuses == [200] * 10, statuses
+
+
+def test_retry_refused_by_the_breaker_max_retries_is_counted(procs):
+    import threading
+    up = procs.upstream("up")
+    r = procs.remora(simple_config(
+        [retry_route({"attempts": 2, "on": ["5xx"]})],
+        [{"name": "app", "endpoints": [up.addr], "circuit_breaker": {"max_retries": 1},
+          "outlier_detection": {"disabled": True}}]))
+    results = {}
+    # A fails once after 1 s, then holds the cluster's only retry slot for its 1 s retry.
+    a = threading.Thread(target=lambda: results.setdefault(
+        "a", http_request(r.port(), "GET", "/a?fail=1&delay=1000", timeout=10)))
+    a.start()
+    time.sleep(1.3)
+    # B's first try fails while A's retry is in flight: its retry is refused,
+    # so it gets the upstream's 503 as is.
+    results["b"] = http_request(r.port(), "GET", "/b?fail=1", timeout=10)
+    a.join(10)
+    assert results["a"].status == 200, results
+    assert results["b"].status == 503, results
+    samples = r.metrics()
+    assert metric(samples, "remora_retry_overflow_total", route="r") == 1
+    assert metric(samples, "remora_retries_total", route="r") == 1
+    assert len(tries(up, "/b")) == 1

@@ -268,6 +268,7 @@ TEST_CASE("render: the exposition is well-formed Prometheus text") {
       {"remora_faults_total", "counter"},
       {"remora_retries_total", "counter"},
       {"remora_retry_budget_exhausted_total", "counter"},
+      {"remora_retry_overflow_total", "counter"},
       {"remora_outlier_ejections_total", "counter"},
       {"remora_lb_panic_total", "counter"},
       {"remora_health_checks_total", "counter"},

@@ -126,6 +126,7 @@ struct RouteSeries {
   Counter fault_aborts;
   Counter retries;                 // tries after the first
   Counter retry_budget_exhausted;  // retries the budget refused
+  Counter retry_overflow;          // retries the cluster breaker's max_retries refused
 };
 
 class Metrics {
