@@ -1,4 +1,5 @@
 #include "remora/proxy/downstream.h"
+#include "remora/proxy/grpc.h"
 #include "remora/proxy/h2_translate.h"
 #include "remora/proxy/request_id.h"
 #include "remora/proxy/admission.h"
@@ -650,6 +651,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
   replay.limit = retry_method ? retry.buffer_limit : 0;
   policy::CircuitBreaker::Guard retry_slot;
   unsigned retries = 0;
+  bool body_sent = false;  // relayed (and kept in `replay`) by an earlier try
   // Another try, if the policy, the budget, the breaker and the clock allow:
   // waits out the backoff (or the upstream's Retry-After) and picks an
   // endpoint other than the one that failed, where there is one.
@@ -657,8 +659,9 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
                          std::chrono::milliseconds wait_hint = {}) -> awaitable<bool> {
     if (!retry_method || retries + 1 >= retry.attempts || !retry.retriable(outcome, status))
       co_return false;
-    // A body is replayed from what was kept: all of it, or no retry.
-    if (has_body && (!request.is_done() || replay.overflow)) co_return false;
+    // A body is replayed from what was kept: all of it, or no retry. Before
+    // the first try sent any, it still waits in the client socket: any try may.
+    if (has_body && body_sent && (!request.is_done() || replay.overflow)) co_return false;
     auto now = Clock::now();
     auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()),
                                           wait_hint);
@@ -703,7 +706,8 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     if (retry.enabled()) head = with_attempt_header(request_head_, retries + 1, attempt_head_);
     arm(Deadline::kStreamIdle, listener.limits.stream_idle_timeout);
     Relay sent;
-    if (retries == 0 || !has_body) {
+    if (!body_sent || !has_body) {
+      body_sent = true;
       sent = co_await relay(request, client_, in_, upstream_->socket, head, current_.bytes_in,
                             replay.limit ? &replay : nullptr);
     } else {
@@ -948,139 +952,203 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   auto fields = h2_request(request.method, authority, path, request.headers, route.request_headers,
                            client_ip_, worker_);
   const auto timeout = request_timeout(route, request.headers);
+  const auto& retry = route.retry;
+  const bool retry_method = retry.enabled() && retry.allows_method(request.method);
+  if (retry.enabled()) fields.emplace_back("x-remora-attempt", "1");
   current_.head_method = request.method == "HEAD";
   in_.consume(head_size);  // the request's views die here
-
-  auto& stats = endpoint_->stats();
-  upstream::ActiveRequest active(stats);
-
-  auto [client, circuit_open] = co_await upstream::h2_client_for(*endpoint_, spec);
-  if (!client) {
-    auto reason = LocalReason::kCircuitOpen;
-    if (circuit_open) {
-      spec.stats->circuit_open.add();
-    } else {
-      cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
-      reason = LocalReason::kUpstreamConnectFailure;
-    }
-    co_await reply_local(reason, has_body || !keep_alive);
-    const auto reply = http::local_reply(reason);
-    finish_request(reply.status, reply.reason);
-    co_return !has_body && keep_alive;
-  }
-  error_code ec;
-  if (expect_continue) {
-    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    co_await asio::async_write(client_, asio::buffer(kContinue), nothrow(ec));
-    if (ec) co_return false;
-  }
 
   // Shared with the client's callbacks, which may outlive this coroutine.
   struct Wake {
     explicit Wake(const asio::any_io_executor& ex) : signal(ex) {}
     Signal signal;
-    bool timed_out = false;
+    bool timed_out = false;      // the route's deadline (or the client's)
+    bool try_timed_out = false;  // this try's per_try_timeout
   };
   auto wake = std::make_shared<Wake>(timer_.get_executor());
-  auto up = std::make_shared<upstream::H2ClientStream>();
-  up->on_event = [wake] { wake->signal.notify(); };
-  up->on_request_taken = [wake](size_t) { wake->signal.notify(); };
-  up->request_done = request.is_done();
-  request.decoded_body = &up->request_buffer;
-  if (!client->submit(up, fields, has_body)) {
-    co_await reply_local(LocalReason::kUpstreamReset, true);
-    finish_request(502, "upstream_reset");
-    co_return false;
-  }
-  asio::steady_timer deadline(timer_.get_executor(), timeout);
+  const auto route_deadline = Clock::now() + timeout;
+  asio::steady_timer deadline(timer_.get_executor(), route_deadline);
   deadline.async_wait([wake](error_code e) {
     if (e) return;
     wake->timed_out = true;
     wake->signal.notify();
   });
+
+  std::shared_ptr<upstream::H2Client> client;
+  std::shared_ptr<upstream::H2ClientStream> up;
+  std::optional<upstream::ActiveRequest> active;
+  error_code ec;
   auto give_up = [&] {
-    client->cancel(up->id);
+    if (up) client->cancel(up->id);
     request.decoded_body = nullptr;
   };
-  // A stream the upstream refused before answering (GOAWAY above it,
-  // REFUSED_STREAM) was never processed: it goes out again on a fresh stream.
-  int resends = 0;
-  auto resend_refused = [&]() -> awaitable<bool> {
-    if (!up->replayable() || resends == upstream::H2ClientStream::kMaxResends || wake->timed_out)
-      co_return false;
+  // A stream for this try on endpoint_: the request bytes kept by the last
+  // try's stream (all sent so far, and what is still to send) move over to
+  // it and go out again from the start. None, and why, when it cannot open.
+  auto open_stream = [&]() -> awaitable<std::optional<LocalReason>> {
     auto connection = co_await upstream::h2_client_for(*endpoint_, spec);
-    auto again = std::move(connection.client);
-    if (!again) co_return false;
-    auto fresh = std::make_shared<upstream::H2ClientStream>();
-    fresh->on_event = up->on_event;
-    fresh->on_request_taken = up->on_request_taken;
-    fresh->request_buffer = std::move(up->request_buffer);
-    fresh->request_done = up->request_done;
-    if (!again->submit(fresh, fields, has_body)) co_return false;
-    if (request.decoded_body) request.decoded_body = &fresh->request_buffer;
-    spec.stats->refused_stream_retries.add();
-    ++resends;
-    client = std::move(again);
-    up = std::move(fresh);
-    co_return true;
-  };
-
-  // -- request body
-  while (!request.is_done() && !wake->timed_out) {
-    if (up->end) break;  // answered before the whole request (RFC 9113 §8.1): stop sending
-    if (up->reset) {
-      if (co_await resend_refused()) continue;
-      break;
-    }
-    if (up->request_buffer.size() - up->request_sent >= kHighWater) {
-      co_await wake->signal.wait();
-      continue;
-    }
-    size_t used = 0;
-    while (!request.is_done() && used < in_.size()) {
-      size_t n = request.put(in_.data() + used, ec);
-      if (ec == beast::http::error::need_more) {
-        ec = {};
-        break;
+    if (!connection.client) {
+      if (connection.circuit_open) {
+        spec.stats->circuit_open.add();
+        co_return LocalReason::kCircuitOpen;
       }
-      if (ec || n == 0) break;
-      used += n;
+      cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
+      co_return LocalReason::kUpstreamConnectFailure;
     }
-    in_.consume(used);
-    current_.bytes_in += used;
-    up->request_done = request.is_done();
-    client->resume(up->id);
-    if (ec) {
-      give_up();
-      co_await reject(*current_.listener, LocalReason::kBadRequest);
-      finish_request(400, "bad_request");
+    auto fresh = std::make_shared<upstream::H2ClientStream>();
+    fresh->on_event = [wake] { wake->signal.notify(); };
+    fresh->on_request_taken = [wake](size_t) { wake->signal.notify(); };
+    if (up) {  // the last try's stream: cancelled, its kept bytes taken over
+      if (!up->end) client->cancel(up->id);
+      fresh->request_buffer = std::move(up->request_buffer);
+      up->on_event = nullptr;
+      up->on_request_taken = nullptr;
+    }
+    fresh->request_done = request.is_done();
+    client = std::move(connection.client);
+    up = std::move(fresh);
+    request.decoded_body = request.is_done() ? nullptr : &up->request_buffer;
+    if (!client->submit(up, fields, has_body)) co_return LocalReason::kUpstreamReset;
+    co_return std::nullopt;
+  };
+  // Another try, if the policy, the whole request being kept (or none of
+  // it read yet), the budget, the breaker and the clock allow: waits out
+  // the backoff (or Retry-After), then picks another endpoint if there is one.
+  unsigned retries = 0;
+  policy::CircuitBreaker::Guard retry_slot;
+  auto next_try = [&](policy::TryOutcome outcome, unsigned status = 0, int grpc = -1,
+                      std::chrono::milliseconds wait_hint = {}) -> awaitable<bool> {
+    if (!retry_method || retries + 1 >= retry.attempts || !retry.retriable(outcome, status, grpc))
       co_return false;
-    }
-    if (request.is_done()) break;
-    size_t n = co_await client_.async_read_some(in_.prepare(next_read_size(in_)), nothrow(ec));
-    if (ec) {
-      give_up();
-      co_return false;
-    }
-    in_.commit(n);
-  }
-  request.decoded_body = nullptr;
+    // A body is sent again from what the stream kept: all of it, or no
+    // retry. Before the first stream opened none of it was read: any try may.
+    if (has_body && up && (!request.is_done() || !up->keep_sent)) co_return false;
+    if (wake->timed_out) co_return false;
+    auto now = Clock::now();
+    auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()), wait_hint);
+    if (now + wait >= route_deadline) co_return false;
+    if (!take_retry(route, *current_.target, spec, retry_slot, now)) co_return false;
+    ++retries;
+    fields.back().second = std::to_string(retries + 1);  // x-remora-attempt
+    asio::steady_timer pause(timer_.get_executor(), wait);
+    co_await pause.async_wait(nothrow(ec));
+    ec = {};
+    if (auto other = cluster.pick_other(endpoint_.get(), worker_.random())) endpoint_ = other;
+    co_return !wake->timed_out;
+  };
+  if (current_.target->retry_budget) current_.target->retry_budget->record_request(Clock::now());
 
-  // -- response head
+  // -- tries: the first, and retries as the route's policy allows (DESIGN §1)
+  int resends = 0;
   for (;;) {
-    while (!up->headers_done && !up->reset && !wake->timed_out) co_await wake->signal.wait();
-    if (up->headers_done || !co_await resend_refused()) break;
+    active.reset();
+    active.emplace(endpoint_->stats());
+    if (auto refused = co_await open_stream()) {
+      if (*refused == LocalReason::kUpstreamConnectFailure &&
+          co_await next_try(policy::TryOutcome::kConnectFailure))
+        continue;
+      give_up();
+      const bool body_left = !request.is_done();
+      co_await reply_local(*refused, body_left || !keep_alive);
+      const auto reply = http::local_reply(*refused);
+      finish_request(reply.status, reply.reason);
+      co_return !body_left && keep_alive;
+    }
+    if (expect_continue && !current_.continued) {
+      current_.continued = true;
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await asio::async_write(client_, asio::buffer(kContinue), nothrow(ec));
+      if (ec) {
+        give_up();
+        co_return false;
+      }
+    }
+    wake->try_timed_out = false;
+    asio::steady_timer per_try(timer_.get_executor());
+    if (retry.per_try_timeout.count() > 0) {
+      per_try.expires_after(retry.per_try_timeout);
+      per_try.async_wait([wake](error_code e) {
+        if (e) return;
+        wake->try_timed_out = true;
+        wake->signal.notify();
+      });
+    }
+    auto try_over = [&] { return wake->timed_out || wake->try_timed_out; };
+
+    // -- request body (a retry's kept bytes go out first)
+    while (!request.is_done() && !try_over()) {
+      if (up->end || up->reset) break;  // answered early (RFC 9113 §8.1) or reset: see below
+      if (up->request_buffer.size() - up->request_sent >= kHighWater) {
+        co_await wake->signal.wait();
+        continue;
+      }
+      size_t used = 0;
+      while (!request.is_done() && used < in_.size()) {
+        size_t n = request.put(in_.data() + used, ec);
+        if (ec == beast::http::error::need_more) {
+          ec = {};
+          break;
+        }
+        if (ec || n == 0) break;
+        used += n;
+      }
+      in_.consume(used);
+      current_.bytes_in += used;
+      up->request_done = request.is_done();
+      client->resume(up->id);
+      if (ec) {
+        give_up();
+        co_await reject(*current_.listener, LocalReason::kBadRequest);
+        finish_request(400, "bad_request");
+        co_return false;
+      }
+      if (request.is_done()) break;
+      size_t n = co_await client_.async_read_some(in_.prepare(next_read_size(in_)), nothrow(ec));
+      if (ec) {
+        give_up();
+        co_return false;
+      }
+      in_.commit(n);
+    }
+    if (request.is_done()) request.decoded_body = nullptr;
+
+    // -- response head
+    while (!up->headers_done && !up->reset && !try_over()) co_await wake->signal.wait();
+    per_try.cancel();
+    if (!up->headers_done) {
+      // Refused unprocessed (GOAWAY above it, REFUSED_STREAM): the same
+      // request once more on a fresh stream to the same endpoint; not a retry.
+      if (up->replayable() && resends < upstream::H2ClientStream::kMaxResends &&
+          !wake->timed_out) {
+        ++resends;
+        spec.stats->refused_stream_retries.add();
+        continue;
+      }
+      cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
+      const bool per_try_expired = wake->try_timed_out && !wake->timed_out;
+      if (!wake->timed_out &&
+          co_await next_try(per_try_expired ? policy::TryOutcome::kPerTryTimeout
+                                            : policy::TryOutcome::kReset))
+        continue;
+      give_up();
+      auto reason = wake->timed_out || per_try_expired ? LocalReason::kUpstreamTimeout
+                                                        : LocalReason::kUpstreamReset;
+      co_await reply_local(reason, true);
+      finish_request(http::local_reply(reason).status, http::local_reply(reason).reason);
+      co_return false;
+    }
+    const int grpc = up->end ? grpc_status_in(up->headers) : -1;  // trailers-only
+    cluster.record(*endpoint_, outlier_outcome(up->status, grpc));
+    if (retry_method && retry.retriable(policy::TryOutcome::kResponse, up->status, grpc)) {
+      std::chrono::milliseconds hint{};
+      for (const auto& [name, value] : up->headers)
+        if (name == "retry-after") hint = retry_after_value(value);
+      if (co_await next_try(policy::TryOutcome::kResponse, up->status, grpc, hint)) continue;
+    }
+    break;
   }
-  if (!up->headers_done) {
-    give_up();
-    cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
-    auto reason = wake->timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset;
-    co_await reply_local(reason, true);
-    finish_request(http::local_reply(reason).status, http::local_reply(reason).reason);
-    co_return false;
-  }
+  up->keep_sent = false;  // answered: what was kept for a replay can go
   const unsigned status = up->status;
-  cluster.record(*endpoint_, policy::outcome_of_status(status));
   auto response = h2_response(up->headers, route.response_headers);
   bool has_length = false;
   for (const auto& f : response) has_length |= f.first == "content-length";

@@ -75,23 +75,21 @@ class Compiler {
     return result;
   }
 
-  // Retries run where client and cluster speak the same protocol; say
+  // Retries run on every path but HTTP/2 client → HTTP/1.1 cluster: say
   // where a route's retry policy meets clients it cannot retry for yet.
   static std::vector<std::string> retries_not_applied(const Snapshot& snap) {
     std::vector<std::string> warnings;
     for (const auto& listener : snap.listeners) {
       if (listener.route_table >= snap.route_tables.size()) continue;
+      if (listener.protocol == ListenerProtocol::kHttp1) continue;
       for (const auto& route : snap.route_tables[listener.route_table].routes) {
         if (!route.retry.enabled()) continue;
         for (const auto& target : route.targets) {
           const auto& cluster = *snap.clusters[target.cluster];
-          const bool h1_clients = listener.protocol != ListenerProtocol::kHttp2;
-          const bool h2_clients = listener.protocol != ListenerProtocol::kHttp1;
-          if ((cluster.http2 && h1_clients) || (!cluster.http2 && h2_clients))
+          if (!cluster.http2)
             warnings.push_back("listener " + listener.name + ", route " + route.name +
-                               ": retries are not applied yet to " +
-                               (cluster.http2 ? "HTTP/1.1" : "HTTP/2") + " clients, since cluster " +
-                               cluster.name + " speaks " + (cluster.http2 ? "HTTP/2" : "HTTP/1.1"));
+                               ": retries are not applied yet to HTTP/2 clients, since cluster " +
+                               cluster.name + " speaks HTTP/1.1");
         }
       }
     }

@@ -312,3 +312,83 @@ def test_retry_refused_by_the_breaker_max_retries_is_counted(procs):
     assert metric(samples, "remora_retry_overflow_total", route="r") == 1
     assert metric(samples, "remora_retries_total", route="r") == 1
     assert len(tries(up, "/b")) == 1
+
+
+# ---------------------------------------------------------------- across protocols
+
+def h2_cluster(*addrs):
+    return {"name": "app", "endpoints": list(addrs), "protocol": "http2",
+            "outlier_detection": {"disabled": True}}
+
+
+def test_http1_client_to_http2_cluster_retries_5xx_with_the_body_replayed(procs):
+    import hashlib
+    up = procs.h2_upstream("h2up")
+    r = procs.remora(simple_config(
+        [retry_route({"attempts": 3, "on": ["5xx"], "retry_non_idempotent": True})],
+        [h2_cluster(up.addr)]))
+    body = bytes(range(256)) * 200  # 51 200 bytes, within the 64 KiB an h2 stream keeps
+    res = http_request(r.port(), "POST", "/flaky?fail=2", body=body)
+    assert res.status == 200, res
+    assert res.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+    seen = [q for q in up.requests() if q["path"] == "/flaky"]
+    assert [q["headers"].get("x-remora-attempt") for q in seen] == ["1", "2", "3"], seen
+    assert all(q["complete"] and q["body_bytes"] == len(body) for q in seen), seen
+    assert metric(r.metrics(), "remora_retries_total", route="r") == 2
+
+
+def test_http1_client_to_http2_cluster_retry_goes_to_another_endpoint(procs):
+    bad = procs.h2_upstream("bad", mode="grpc_status=14")  # every answer UNAVAILABLE
+    good = procs.h2_upstream("good")
+    r = procs.remora(simple_config(
+        [retry_route({"attempts": 2, "on": ["unavailable"]})], [h2_cluster(bad.addr, good.addr)]))
+    for i in range(4):
+        res = http_request(r.port(), "GET", "/x%d" % i)
+        # Round robin alternates the first try; a retry never stays on `bad`.
+        assert res.status == 200 and res.headers["x-upstream"] == "good", res
+
+
+def test_http1_client_to_http2_cluster_connect_failure_is_retried_with_an_unread_body(procs):
+    import socket
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead = "127.0.0.1:%d" % closed.getsockname()[1]
+    closed.close()
+    up = procs.h2_upstream("h2up")
+    r = procs.remora(simple_config(
+        [retry_route({"attempts": 2, "on": ["connect-failure"], "retry_non_idempotent": True})],
+        [h2_cluster(dead, up.addr)]))
+    for i in range(2):  # one of the two starts on the dead endpoint
+        res = http_request(r.port(), "POST", "/up%d" % i, body=b"x" * 100000)
+        assert res.status == 200 and res.json()["body_bytes"] == 100000, res
+
+
+def test_http1_client_to_http2_cluster_per_try_timeout_then_success(procs):
+    up = procs.h2_upstream("h2up")
+    r = procs.remora(simple_config(
+        [retry_route({"attempts": 2, "per_try_timeout": "200ms", "on": ["reset"]},
+                     timeout="5s")],
+        [h2_cluster(up.addr)]))
+    start = time.monotonic()
+    res = http_request(r.port(), "GET", "/slow?delay=1000")
+    took = time.monotonic() - start
+    # Both tries hang past their 200 ms: 504 after about two per-try timeouts, not 5 s.
+    assert res.status == 504 and res.headers["x-remora-reason"] == "upstream_timeout", res
+    assert took < 2.0, took
+    assert len([q for q in up.requests() if q["path"] == "/slow"]) == 2
+
+
+def test_http1_to_http1_connect_failure_is_retried_with_an_unread_body(procs):
+    import socket
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead = "127.0.0.1:%d" % closed.getsockname()[1]
+    closed.close()
+    up = procs.upstream("up")
+    r = procs.remora(simple_config(
+        [retry_route({"attempts": 2, "on": ["connect-failure"], "retry_non_idempotent": True})],
+        [{"name": "app", "endpoints": [dead, up.addr], "outlier_detection": {"disabled": True}}]))
+    for i in range(2):
+        res = http_request(r.port(), "POST", "/up%d" % i, body=b"y" * 100000)
+        assert res.status == 200, res
+    assert len(tries(up, "/up0")) + len(tries(up, "/up1")) == 2

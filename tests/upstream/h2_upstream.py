@@ -39,6 +39,9 @@ Modes (--mode, repeatable or comma-separated; they combine):
 A request's ?delay=MS query parameter adds to the delay of that request only.
 ?grpc_fail=N[&grpc_status=S]: the first N requests to that path (per process)
 get a trailers-only gRPC answer with grpc-status S (default 14, UNAVAILABLE).
+?fail=N[&fail_status=S][&retry_after=R]: the first N requests to that path (per
+process) are answered HTTP status S (default 503) with a short text body (and
+Retry-After: R); later ones as usual.
 
 stdout: "listening on PORT" once serving (as upstream.py; --port 0 picks one).
 
@@ -380,6 +383,20 @@ class H2Protocol(asyncio.Protocol):
             n = self.server.seen[req.path] = self.server.seen.get(req.path, 0) + 1
             if n <= int(req.query_args["grpc_fail"]):
                 code = req.query_args.get("grpc_status", "14")
+        if code is None and "fail" in req.query_args:
+            n = self.server.seen[req.path] = self.server.seen.get(req.path, 0) + 1
+            if n <= int(req.query_args["fail"]):
+                status = req.query_args.get("fail_status", "503")
+                headers = [(":status", status), ("content-type", "text/plain"),
+                           ("x-upstream", self.server.name)]
+                if "retry_after" in req.query_args:
+                    headers.append(("retry-after", req.query_args["retry_after"]))
+                self.h2.send_headers(req.stream, headers)
+                self.h2.send_data(req.stream, b"failing on purpose\n", end_stream=True)
+                self.server.log({"event": "response", "id": req.id, "conn": self.conn,
+                                 "stream": req.stream, "status": int(status)})
+                self.flush()
+                return
         if code is not None:
             self.h2.send_headers(req.stream, [(":status", "200"),
                                               ("content-type", "application/grpc"),
