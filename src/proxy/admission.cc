@@ -47,6 +47,16 @@ bool take_retry(const router::Route& route, const router::RouteTarget& target,
   return true;
 }
 
+std::chrono::milliseconds retry_after_value(std::string_view value) {
+  uint64_t seconds = 0;
+  if (value.empty() || value.size() > 6) return {};
+  for (char c : value) {
+    if (c < '0' || c > '9') return {};
+    seconds = seconds * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return std::chrono::seconds(seconds);
+}
+
 std::chrono::milliseconds request_timeout(const router::Route& route,
                                           const http::HeaderList& headers) {
   auto timeout = route.timeout;

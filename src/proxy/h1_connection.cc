@@ -90,16 +90,6 @@ std::string_view with_attempt_header(std::string_view head, unsigned n, std::str
   return scratch;
 }
 
-// Retry-After in seconds (an HTTP date is not honoured: 0).
-std::chrono::milliseconds retry_after_value(std::string_view value) {
-  uint64_t seconds = 0;
-  if (value.empty() || value.size() > 6) return {};
-  for (char c : value) {
-    if (c < '0' || c > '9') return {};
-    seconds = seconds * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return std::chrono::seconds(seconds);
-}
 
 // ClientStream: tcp::socket today; an ssl::stream over it when TLS lands.
 // Socket-level calls go through lowest_layer(), which both provide.

@@ -755,44 +755,12 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     co_return false;
   }
   upstream_address = endpoint->address().text;
-  auto& stats = endpoint->stats();
-  upstream::ActiveRequest active(stats);
-
-  if (spec.http2)
+  if (spec.http2) {
+    upstream::ActiveRequest active(endpoint->stats());
     co_return co_await exchange_h2(s, ref, cluster, endpoint, target, route, fields);
-
-  s.upstream = endpoint->acquire(Clock::now(), spec.pool_idle_timeout);
-  if (!s.upstream) {
-    auto slots = upstream::reserve_connection(spec.breaker.get());
-    if (!slots.granted) {
-      spec.stats->circuit_open.add();
-      fail(LocalReason::kCircuitOpen);
-      co_return false;
-    }
-    s.upstream = std::make_unique<upstream::UpstreamConnection>(tcp::socket(client_.get_executor()),
-                                                                &spec.stats->active_connections);
-    s.upstream->slot = std::move(slots.connection);
-    asio::steady_timer connect_timer(client_.get_executor(), spec.connect_timeout);
-    auto* socket = &s.upstream->socket;
-    connect_timer.async_wait([socket](error_code ec) {
-      if (!ec) socket->close(ec);
-    });
-    error_code ec;
-    co_await s.upstream->socket.async_connect(endpoint->address().address, nothrow(ec));
-    connect_timer.cancel();
-    if (ec || !s.upstream->socket.is_open()) {
-      s.upstream.reset();
-      spec.stats->connect_failures.add();
-      stats.connect_failures.fetch_add(1, std::memory_order_relaxed);
-      cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
-      fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamConnectFailure);
-      co_return false;
-    }
-    s.upstream->socket.set_option(tcp::no_delay(true), ec);
   }
-  auto& up = *s.upstream;
 
-  // -- request head and body
+  // -- request head
   fields.add("host", s.authority);  // x-request-id is among s.fields (serve_stream)
   // The whole request may have arrived before this coroutine ran.
   const bool chunked = !s.has_content_length && (!s.in_end || !s.body_in.empty());
@@ -813,46 +781,21 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
                                       .upgrade = {},
                                       .chunked = chunked,
                                       .drop_expect = false});
+  const auto& retry = route.retry;
+  const bool retry_method = retry.enabled() && retry.allows_method(s.method);
+  std::string attempt_head;
   error_code ec;
-  co_await asio::async_write(up.socket, asio::buffer(head), nothrow(ec));
-  while (!ec && !s.closed && !s.timed_out && (!s.in_end || !s.body_in.empty())) {
-    if (s.body_in.empty()) {
-      co_await s.wake.wait();
-      continue;
-    }
-    std::string piece;
-    piece.swap(s.body_in);
-    char size_line[24];
-    int size_len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
-    std::array<asio::const_buffer, 3> parts{
-        asio::buffer(size_line, chunked ? static_cast<size_t>(size_len) : 0), asio::buffer(piece),
-        asio::buffer("\r\n", chunked ? 2 : 0)};
-    co_await asio::async_write(up.socket, parts, nothrow(ec));
-    s.touch();
-    if (!s.closed) {
-      nghttp2_session_consume(session_, s.id, piece.size());
-      s.body_acked += piece.size();
-    }
-    flush();
-  }
-  if (!ec && chunked && !s.closed && !s.timed_out) {
-    std::string last = "0\r\n";  // the last chunk, with the client's trailers
-    for (const auto& [n, v] : s.trailers_in) last.append(n).append(": ").append(v).append("\r\n");
-    last.append("\r\n");
-    co_await asio::async_write(up.socket, asio::buffer(last), nothrow(ec));
-  }
-  if (s.closed) {
-    s.upstream.reset();
-    co_return false;
-  }
-  if (ec || s.timed_out) {
-    s.upstream.reset();
-    cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
-    fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamReset);
-    co_return false;
-  }
 
-  // -- response head
+  // The request body stays at the front of body_in while a retry may still
+  // send it again (up to the policy's buffer_limit); past that, or without
+  // a retry policy, each piece is dropped once written.
+  bool keeping = retry_method;
+  bool body_dropped = false;   // some body bytes are gone: no retry can send them again
+  uint64_t dropped = 0;        // body bytes sent and erased from the front of body_in
+  uint64_t window_opened = 0;  // body bytes the client's window was opened for
+  unsigned retries = 0;
+  policy::CircuitBreaker::Guard retry_slot;
+  std::optional<upstream::ActiveRequest> active;
   http::HeaderList response_fields;
   std::optional<http::h1::ResponseHeadParser> parser;
   auto fresh_parser = [&]() -> http::h1::ResponseHeadParser& {
@@ -863,41 +806,216 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     if (s.method == "HEAD") p.skip(true);
     return p;
   };
-  auto& response = fresh_parser();
   size_t head_end = std::string_view::npos;
+  // Another try, if the policy, the body (kept whole so far), the budget,
+  // the breaker and the clock allow: waits out the backoff (or
+  // Retry-After), then picks another endpoint if there is one.
+  auto next_try = [&](policy::TryOutcome outcome, unsigned status = 0,
+                      std::chrono::milliseconds wait_hint = {}) -> awaitable<bool> {
+    if (!retry_method || retries + 1 >= retry.attempts || !retry.retriable(outcome, status))
+      co_return false;
+    if (body_dropped || s.closed || s.timed_out) co_return false;
+    auto now = Clock::now();
+    auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()), wait_hint);
+    if (now + wait >= s.deadline.expiry()) co_return false;
+    if (!take_retry(route, target, spec, retry_slot, now)) co_return false;
+    ++retries;
+    asio::steady_timer pause(client_.get_executor(), wait);
+    error_code ignored;
+    co_await pause.async_wait(nothrow(ignored));
+    if (auto other = cluster.pick_other(endpoint.get(), worker_.random())) endpoint = other;
+    upstream_address = endpoint->address().text;
+    co_return !s.closed && !s.timed_out;
+  };
+  if (target.retry_budget) target.retry_budget->record_request(Clock::now());
+
+  // -- tries: the first, and retries as the route's policy allows (DESIGN §1)
   for (;;) {
-    std::string_view data(static_cast<const char*>(up.buffer.data().data()), up.buffer.size());
-    auto at = data.find("\r\n\r\n");
-    if (at != std::string_view::npos) {
-      head_end = at + 4;
-      if (response.put(asio::buffer(data.data(), head_end), ec) != head_end || ec) {
-        s.upstream.reset();
-        fail(LocalReason::kBadUpstreamResponse);
+    ec = {};
+    active.reset();
+    active.emplace(endpoint->stats());
+    s.upstream = endpoint->acquire(Clock::now(), spec.pool_idle_timeout);
+    if (!s.upstream) {
+      auto slots = upstream::reserve_connection(spec.breaker.get());
+      if (!slots.granted) {
+        spec.stats->circuit_open.add();
+        fail(LocalReason::kCircuitOpen);
         co_return false;
       }
-      if (response.status >= 100 && response.status < 200) {  // interim: not forwarded
-        up.buffer.consume(head_end);
-        fresh_parser();
+      s.upstream = std::make_unique<upstream::UpstreamConnection>(
+          tcp::socket(client_.get_executor()), &spec.stats->active_connections);
+      s.upstream->slot = std::move(slots.connection);
+      asio::steady_timer connect_timer(client_.get_executor(), spec.connect_timeout);
+      auto* socket = &s.upstream->socket;
+      connect_timer.async_wait([socket](error_code e) {
+        if (!e) socket->close(e);
+      });
+      co_await s.upstream->socket.async_connect(endpoint->address().address, nothrow(ec));
+      connect_timer.cancel();
+      if (ec || !s.upstream->socket.is_open()) {
+        s.upstream.reset();
+        spec.stats->connect_failures.add();
+        endpoint->stats().connect_failures.fetch_add(1, std::memory_order_relaxed);
+        cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
+        if (co_await next_try(policy::TryOutcome::kConnectFailure)) continue;
+        fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamConnectFailure);
+        co_return false;
+      }
+      s.upstream->socket.set_option(tcp::no_delay(true), ec);
+    }
+    auto& up = *s.upstream;
+    // This try's deadline: per_try_timeout closes its connection (the
+    // handler may outlive the try, hence the shared flag).
+    auto try_timed_out = std::make_shared<bool>(false);
+    asio::steady_timer per_try(client_.get_executor());
+    if (retry.per_try_timeout.count() > 0) {
+      per_try.expires_after(retry.per_try_timeout);
+      per_try.async_wait([try_timed_out, ref](error_code e) {
+        if (e) return;
+        *try_timed_out = true;
+        if (ref->upstream) ref->upstream->socket.close(e);
+        ref->wake.notify();
+      });
+    }
+
+    // -- request head and body (a retry's kept body goes out first)
+    std::string_view try_head = head;
+    if (retry.enabled()) {  // x-remora-attempt, before the blank line
+      attempt_head.assign(head, 0, head.size() - 2);
+      attempt_head.append("x-remora-attempt: ").append(std::to_string(retries + 1));
+      attempt_head.append("\r\n\r\n");
+      try_head = attempt_head;
+    }
+    co_await asio::async_write(up.socket, asio::buffer(try_head), nothrow(ec));
+    size_t sent = 0;  // of body_in, on this try
+    while (!ec && !s.closed && !s.timed_out && !*try_timed_out &&
+           (!s.in_end || sent < s.body_in.size())) {
+      if (sent == s.body_in.size()) {
+        co_await s.wake.wait();
         continue;
       }
-      break;
-    }
-    if (data.size() > 64 * 1024) {
-      s.upstream.reset();
-      fail(LocalReason::kBadUpstreamResponse);
-      co_return false;
-    }
-    size_t n = co_await up.socket.async_read_some(up.buffer.prepare(kReadChunk), nothrow(ec));
-    if (ec || s.closed || s.timed_out) {
-      s.upstream.reset();
-      if (!s.closed) {
-        cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
-        fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamReset);
+      std::string piece;
+      std::string_view bytes;
+      if (keeping) {
+        bytes = std::string_view(s.body_in).substr(sent);
+      } else {
+        piece.swap(s.body_in);
+        bytes = piece;
       }
+      char size_line[24];
+      int size_len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", bytes.size());
+      std::array<asio::const_buffer, 3> parts{
+          asio::buffer(size_line, chunked ? static_cast<size_t>(size_len) : 0),
+          asio::buffer(bytes), asio::buffer("\r\n", chunked ? 2 : 0)};
+      const size_t written = bytes.size();
+      co_await asio::async_write(up.socket, parts, nothrow(ec));
+      s.touch();
+      if (keeping) {
+        sent += written;
+        if (s.body_in.size() > retry.buffer_limit) {  // too big to keep: no retry from now on
+          keeping = false;
+          s.body_in.erase(0, sent);
+          dropped += sent;
+          sent = 0;
+        }
+      } else {
+        dropped += written;
+      }
+      body_dropped = !keeping;
+      // The client's window opens once per byte, however often it is sent.
+      const uint64_t taken = dropped + sent;
+      if (!s.closed && taken > window_opened) {
+        nghttp2_session_consume(session_, s.id, taken - window_opened);
+        s.body_acked += taken - window_opened;
+        window_opened = taken;
+      }
+      flush();
+    }
+    if (!ec && chunked && !s.closed && !s.timed_out && !*try_timed_out) {
+      std::string last = "0\r\n";  // the last chunk, with the client's trailers
+      for (const auto& [n, v] : s.trailers_in) last.append(n).append(": ").append(v).append("\r\n");
+      last.append("\r\n");
+      co_await asio::async_write(up.socket, asio::buffer(last), nothrow(ec));
+    }
+    if (s.closed) {
+      s.upstream.reset();
       co_return false;
     }
-    up.buffer.commit(n);
+    if (ec || s.timed_out || *try_timed_out) {
+      s.upstream.reset();
+      cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
+      if (!s.timed_out && co_await next_try(*try_timed_out ? policy::TryOutcome::kPerTryTimeout
+                                                           : policy::TryOutcome::kReset))
+        continue;
+      fail(s.timed_out ? s.timeout_reason
+                       : *try_timed_out ? LocalReason::kUpstreamTimeout
+                                        : LocalReason::kUpstreamReset);
+      co_return false;
+    }
+
+    // -- response head
+    auto* response = &fresh_parser();
+    head_end = std::string_view::npos;
+    std::optional<LocalReason> failure;
+    for (;;) {
+      std::string_view data(static_cast<const char*>(up.buffer.data().data()), up.buffer.size());
+      auto at = data.find("\r\n\r\n");
+      if (at != std::string_view::npos) {
+        head_end = at + 4;
+        if (response->put(asio::buffer(data.data(), head_end), ec) != head_end || ec) {
+          failure = LocalReason::kBadUpstreamResponse;
+          break;
+        }
+        if (response->status >= 100 && response->status < 200) {  // interim: not forwarded
+          up.buffer.consume(head_end);
+          response = &fresh_parser();
+          continue;
+        }
+        break;
+      }
+      if (data.size() > 64 * 1024) {
+        failure = LocalReason::kBadUpstreamResponse;
+        break;
+      }
+      size_t n = co_await up.socket.async_read_some(up.buffer.prepare(kReadChunk), nothrow(ec));
+      if (ec || s.closed || s.timed_out) {
+        failure = *try_timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset;
+        break;
+      }
+      up.buffer.commit(n);
+    }
+    per_try.cancel();
+    if (s.closed) {
+      s.upstream.reset();
+      co_return false;
+    }
+    if (failure) {
+      s.upstream.reset();
+      if (*failure != LocalReason::kBadUpstreamResponse) {
+        cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
+        if (!s.timed_out && co_await next_try(*try_timed_out ? policy::TryOutcome::kPerTryTimeout
+                                                             : policy::TryOutcome::kReset))
+          continue;
+      }
+      fail(s.timed_out ? s.timeout_reason : *failure);
+      co_return false;
+    }
+    const unsigned status = response->status;
+    cluster.record(*endpoint, policy::outcome_of_status(status));
+    if (retry_method && retry.retriable(policy::TryOutcome::kResponse, status)) {
+      std::chrono::milliseconds hint{};
+      if (const auto* after = response->headers.find("retry-after"))
+        hint = retry_after_value(after->value);
+      if (co_await next_try(policy::TryOutcome::kResponse, status, hint)) {
+        s.upstream.reset();  // that answer is dropped unread, with its connection
+        continue;
+      }
+    }
+    break;
   }
+  if (keeping) s.body_in.clear();  // answered: what was kept for a retry goes (all was sent)
+  auto& up = *s.upstream;
+  auto& response = *parser;
 
   // -- response to the client: h1 field names are case-insensitive, h2's lower case
   s.touch();
@@ -1003,13 +1121,13 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
   // Another try, if the policy, the whole request being in hand (its body
   // kept at the front of body_in), the budget, the breaker and the clock
   // allow: waits out the backoff, then picks another endpoint if there is one.
-  auto next_try = [&](policy::TryOutcome outcome, unsigned status = 0,
-                      int grpc = -1) -> awaitable<bool> {
+  auto next_try = [&](policy::TryOutcome outcome, unsigned status = 0, int grpc = -1,
+                      std::chrono::milliseconds wait_hint = {}) -> awaitable<bool> {
     if (!retry_method || retries + 1 >= retry.attempts || !retry.retriable(outcome, status, grpc))
       co_return false;
     if (!s.in_end || (up && !up->keep_sent) || s.closed || s.timed_out) co_return false;
     auto now = Clock::now();
-    auto wait = retry.backoff.delay(retries, worker_.random());
+    auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()), wait_hint);
     if (now + wait >= s.deadline.expiry()) co_return false;
     if (!take_retry(route, target, spec, retry_slot, now)) co_return false;
     ++retries;
@@ -1099,7 +1217,10 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     cluster.record(*endpoint, outlier_outcome(up->status, grpc));
     if (retry_method && retry.retriable(policy::TryOutcome::kResponse, up->status, grpc)) {
       auto discarded = s.body_out.size();
-      if (co_await next_try(policy::TryOutcome::kResponse, up->status, grpc)) {
+      std::chrono::milliseconds hint{};
+      for (const auto& [name, value] : up->headers)
+        if (name == "retry-after") hint = retry_after_value(value);
+      if (co_await next_try(policy::TryOutcome::kResponse, up->status, grpc, hint)) {
         s.body_out.erase(0, discarded);  // that try's DATA, if any, never reaches the client
         continue;
       }

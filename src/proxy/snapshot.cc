@@ -69,32 +69,11 @@ class Compiler {
     }
 
     CompileResult result;
-    result.warnings = retries_not_applied(*snap);
     result.errors = std::move(errors_);
     if (result.errors.empty()) result.snapshot = std::move(snap);
     return result;
   }
 
-  // Retries run on every path but HTTP/2 client → HTTP/1.1 cluster: say
-  // where a route's retry policy meets clients it cannot retry for yet.
-  static std::vector<std::string> retries_not_applied(const Snapshot& snap) {
-    std::vector<std::string> warnings;
-    for (const auto& listener : snap.listeners) {
-      if (listener.route_table >= snap.route_tables.size()) continue;
-      if (listener.protocol == ListenerProtocol::kHttp1) continue;
-      for (const auto& route : snap.route_tables[listener.route_table].routes) {
-        if (!route.retry.enabled()) continue;
-        for (const auto& target : route.targets) {
-          const auto& cluster = *snap.clusters[target.cluster];
-          if (!cluster.http2)
-            warnings.push_back("listener " + listener.name + ", route " + route.name +
-                               ": retries are not applied yet to HTTP/2 clients, since cluster " +
-                               cluster.name + " speaks HTTP/1.1");
-        }
-      }
-    }
-    return warnings;
-  }
 
  private:
   void error(std::string path, std::string message) {

@@ -54,7 +54,6 @@ struct Server::Impl {
     std::shared_ptr<proxy::Snapshot> compiled;
     if (errors.empty()) {
       auto result = proxy::compile_snapshot(loaded.config, metrics, &policies);
-      for (const auto& warning : result.warnings) spdlog::warn("config: {}", warning);
       errors = result.errors;
       for (auto& e : errors) e.file = config_path;
       compiled = result.snapshot;

@@ -9,7 +9,7 @@ import statistics
 import time
 
 from conftest import simple_config
-from helpers import free_port, http_request, metric
+from helpers import H2Conn, free_port, http_request, metric
 
 
 def retry_route(retry, name="r", prefix="/", cluster="app", timeout=None):
@@ -392,3 +392,59 @@ def test_http1_to_http1_connect_failure_is_retried_with_an_unread_body(procs):
         res = http_request(r.port(), "POST", "/up%d" % i, body=b"y" * 100000)
         assert res.status == 200, res
     assert len(tries(up, "/up0")) + len(tries(up, "/up1")) == 2
+
+
+def test_http2_client_to_http1_cluster_retries_5xx_with_the_body_replayed(procs):
+    import hashlib
+    up = procs.upstream("up")
+    r = procs.remora(simple_config(
+        [retry_route({"attempts": 3, "on": ["5xx"], "retry_non_idempotent": True})],
+        [{"name": "app", "endpoints": [up.addr], "outlier_detection": {"disabled": True}}]))
+    body = bytes(range(256)) * 200
+    with H2Conn(r.port()) as c:
+        st = c.response(c.request("POST", "/flaky?fail=2", body=body), 10)
+    assert st.status == 200, st
+    seen = tries(up, "/flaky")
+    assert [q["headers"].get("x-remora-attempt") for q in seen] == ["1", "2", "3"], seen
+    assert all(q.get("body_sha256") == hashlib.sha256(body).hexdigest() for q in seen), seen
+    assert metric(r.metrics(), "remora_retries_total", route="r") == 2
+
+
+def test_http2_client_to_http1_cluster_body_over_buffer_limit_is_not_retried(procs):
+    up = procs.upstream("up")
+    r = procs.remora(simple_config(
+        [retry_route({"attempts": 3, "on": ["5xx"], "retry_non_idempotent": True,
+                      "buffer_limit": 1024})],
+        [{"name": "app", "endpoints": [up.addr], "outlier_detection": {"disabled": True}}]))
+    with H2Conn(r.port()) as c:
+        st = c.response(c.request("POST", "/big?fail=1", body=b"z" * 4096), 10)
+    assert st.status == 503, st  # the upstream's own answer: the body could not be sent again
+    assert len(tries(up, "/big")) == 1
+
+
+def test_http2_client_to_http1_cluster_connect_failure_and_per_try_timeout(procs):
+    import socket
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead = "127.0.0.1:%d" % closed.getsockname()[1]
+    closed.close()
+    up = procs.upstream("up")
+    r = procs.remora(simple_config(
+        [retry_route({"attempts": 2, "per_try_timeout": "200ms",
+                      "on": ["connect-failure", "reset"]}, timeout="5s")],
+        [{"name": "app", "endpoints": [dead, up.addr], "outlier_detection": {"disabled": True}}]))
+    with H2Conn(r.port()) as c:
+        for i in range(2):  # one of the two starts on the dead endpoint
+            st = c.response(c.request("GET", "/ok%d" % i), 10)
+            assert st.status == 200, st
+    r.stop()
+    r = procs.remora(simple_config(
+        [retry_route({"attempts": 2, "per_try_timeout": "200ms", "on": ["reset"]}, timeout="5s")],
+        [{"name": "app", "endpoints": [up.addr], "outlier_detection": {"disabled": True}}]),
+        name="remora2")
+    with H2Conn(r.port()) as c:
+        start = time.monotonic()
+        st = c.response(c.request("GET", "/slow?delay=1500"), 10)
+    # Both tries hang past their 200 ms: 504 after two per-try timeouts, not the route's 5 s.
+    assert st.status == 504 and time.monotonic() - start < 1.2, st
+    assert st.header("x-remora-reason") == "upstream_timeout", st

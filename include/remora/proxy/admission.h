@@ -32,6 +32,9 @@ bool take_retry(const router::Route& route, const router::RouteTarget& target,
                 const upstream::ClusterSpec& cluster, policy::CircuitBreaker::Guard& retry_slot,
                 std::chrono::steady_clock::time_point now);
 
+// An upstream's Retry-After, in seconds (an HTTP date is not honoured: 0).
+std::chrono::milliseconds retry_after_value(std::string_view value);
+
 // How long the request may take, retries included: the route's timeout,
 // shortened (never lengthened) by the client's own deadline, `grpc-timeout`
 // (gRPC) or `x-remora-timeout-ms` (any request, in milliseconds).

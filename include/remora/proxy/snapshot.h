@@ -74,7 +74,6 @@ struct Snapshot {
 struct CompileResult {
   std::shared_ptr<Snapshot> snapshot;  // null when errors is not empty
   std::vector<config::Diagnostic> errors;
-  std::vector<std::string> warnings;  // valid, but not all of it takes effect
 };
 
 // `config` must have passed config::validate(). Metrics series and shared
