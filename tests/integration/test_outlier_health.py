@@ -950,3 +950,39 @@ def test_validate_grpc_health_check_needs_http2_and_no_path(tmp_path):
         "    health_check: { path: /healthz, interval: 5s, timeout: 1s,\n"
         "      healthy_threshold: 2, unhealthy_threshold: 3, expected_statuses: [ 200 ] }\n")
     assert res.returncode == 0, res
+
+
+# ---------------------------------------------------------------- state across reloads
+
+def test_ejections_and_health_survive_a_reload(procs):
+    """DESIGN §2: endpoint health and ejections outlive a reload (the state is
+    kept by cluster and address); a reload neither forgives an ejected
+    endpoint nor re-checks healthy ones from scratch."""
+    bad = procs.upstream("bad", error_rate=1.0)
+    good = procs.upstream("good")
+    sick = procs.upstream("sick")
+    config = simple_config(
+        [route("app"), route("checked", prefix="/c/")],
+        [cluster("app", [bad, good]),
+         cluster("checked", [sick, good], health_check=dict(HC_FAST, interval="300ms"))])
+    r = procs.remora(config)
+    _eject(r, bad)
+    set_health(sick, status=503)
+    _watch(r, "checked", sick, "unhealthy", timeout=10)
+    wait_until(lambda: state_of(r, "checked", good) == "available", timeout=5)
+    until = endpoint_view(r, "app", bad)["ejected_for_ms"]
+
+    # A reload that changes something else (a route timeout) keeps all of it.
+    config = r.config  # as written, with the addresses the fixture chose
+    config["route_tables"][0]["routes"][0]["timeout"] = "7s"
+    r.reload(config)
+    wait_until(lambda: metric(r.metrics(), "remora_config_reloads_total", result="ok") == 1,
+               timeout=5, message="reload applied")
+    b = endpoint_view(r, "app", bad)
+    assert b["state"] == "ejected" and b["times_ejected"] == 1, b
+    assert b["ejected_for_ms"] <= until, b
+    assert state_of(r, "checked", sick) == "unhealthy"
+    assert state_of(r, "checked", good) == "available"
+    assert ejections(r) == 1
+    assert [get(r, "/t/after/%d" % i).headers["x-upstream"] for i in range(10)] == ["good"] * 10
+    assert [get(r, "/c/after/%d" % i).headers["x-upstream"] for i in range(10)] == ["good"] * 10
