@@ -316,6 +316,14 @@ def test_retry_refused_by_the_breaker_max_retries_is_counted(procs):
 
 # ---------------------------------------------------------------- across protocols
 
+def dead_address():
+    """A 127.0.0.1 port nothing listens on: connects to it are refused."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return "127.0.0.1:%d" % s.getsockname()[1]
+
+
 def h2_cluster(*addrs):
     return {"name": "app", "endpoints": list(addrs), "protocol": "http2",
             "outlier_detection": {"disabled": True}}
@@ -349,11 +357,7 @@ def test_http1_client_to_http2_cluster_retry_goes_to_another_endpoint(procs):
 
 
 def test_http1_client_to_http2_cluster_connect_failure_is_retried_with_an_unread_body(procs):
-    import socket
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    dead = "127.0.0.1:%d" % closed.getsockname()[1]
-    closed.close()
+    dead = dead_address()
     up = procs.h2_upstream("h2up")
     r = procs.remora(simple_config(
         [retry_route({"attempts": 2, "on": ["connect-failure"], "retry_non_idempotent": True})],
@@ -363,7 +367,7 @@ def test_http1_client_to_http2_cluster_connect_failure_is_retried_with_an_unread
         assert res.status == 200 and res.json()["body_bytes"] == 100000, res
 
 
-def test_http1_client_to_http2_cluster_per_try_timeout_then_success(procs):
+def test_http1_client_to_http2_cluster_per_try_timeout_ends_each_try(procs):
     up = procs.h2_upstream("h2up")
     r = procs.remora(simple_config(
         [retry_route({"attempts": 2, "per_try_timeout": "200ms", "on": ["reset"]},
@@ -379,11 +383,7 @@ def test_http1_client_to_http2_cluster_per_try_timeout_then_success(procs):
 
 
 def test_http1_to_http1_connect_failure_is_retried_with_an_unread_body(procs):
-    import socket
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    dead = "127.0.0.1:%d" % closed.getsockname()[1]
-    closed.close()
+    dead = dead_address()
     up = procs.upstream("up")
     r = procs.remora(simple_config(
         [retry_route({"attempts": 2, "on": ["connect-failure"], "retry_non_idempotent": True})],
@@ -423,11 +423,7 @@ def test_http2_client_to_http1_cluster_body_over_buffer_limit_is_not_retried(pro
 
 
 def test_http2_client_to_http1_cluster_connect_failure_and_per_try_timeout(procs):
-    import socket
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    dead = "127.0.0.1:%d" % closed.getsockname()[1]
-    closed.close()
+    dead = dead_address()
     up = procs.upstream("up")
     r = procs.remora(simple_config(
         [retry_route({"attempts": 2, "per_try_timeout": "200ms",
