@@ -796,9 +796,12 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
           co_await retry_after(per_try ? policy::TryOutcome::kPerTryTimeout
                                        : policy::TryOutcome::kReset))
         continue;
-      co_await reply_local(*failure, true);
+      // The whole request was sent: the client's connection can go on.
+      disarm();
+      const bool go_on = request.is_done() && keep_alive;
+      co_await reply_local(*failure, !go_on);
       finish_request(http::local_reply(*failure).status, http::local_reply(*failure).reason);
-      co_return false;
+      co_return go_on;
     }
 
     // -- a response the policy retries is dropped, unread, with its connection
@@ -1123,9 +1126,10 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
       give_up();
       auto reason = wake->timed_out || per_try_expired ? LocalReason::kUpstreamTimeout
                                                         : LocalReason::kUpstreamReset;
-      co_await reply_local(reason, true);
+      const bool go_on = request.is_done() && keep_alive;  // the client's side is whole
+      co_await reply_local(reason, !go_on);
       finish_request(http::local_reply(reason).status, http::local_reply(reason).reason);
-      co_return false;
+      co_return go_on;
     }
     const int grpc = up->end ? grpc_status_in(up->headers) : -1;  // trailers-only
     cluster.record(*endpoint_, outlier_outcome(up->status, grpc));

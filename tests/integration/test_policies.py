@@ -303,3 +303,21 @@ def test_client_deadline_header_shortens_the_route_timeout_never_lengthens_it(pr
         st = c.response(c.request("GET", "/slow?delay=3000",
                                   headers=[("x-remora-timeout-ms", "200")]), 10)
         assert st.status == 504 and time.monotonic() - start < 0.9, st
+
+
+def test_after_its_own_504_remora_keeps_the_http1_client_connection(procs):
+    up = procs.upstream("up")
+    r = procs.remora(simple_config(
+        [{"name": "all", "match": {"prefix": "/"}, "cluster": "app", "timeout": "300ms"}],
+        [{"name": "app", "endpoints": [up.addr], "outlier_detection": {"disabled": True}}]))
+    conn = http.client.HTTPConnection("127.0.0.1", r.port(), timeout=10)
+    conn.request("GET", "/slow?delay=2000")
+    res = conn.getresponse()
+    assert res.status == 504 and res.getheader("x-remora-reason") == "upstream_timeout"
+    assert res.getheader("connection") != "close"
+    res.read()
+    conn.request("GET", "/next")  # the same connection: the whole request had been sent
+    res = conn.getresponse()
+    assert res.status == 200
+    res.read()
+    conn.close()
