@@ -316,8 +316,10 @@ def test_after_its_own_504_remora_keeps_the_http1_client_connection(procs):
     assert res.status == 504 and res.getheader("x-remora-reason") == "upstream_timeout"
     assert res.getheader("connection") != "close"
     res.read()
+    sock = conn.sock
+    assert sock is not None  # http.client drops a connection the server said it closes
     conn.request("GET", "/next")  # the same connection: the whole request had been sent
     res = conn.getresponse()
-    assert res.status == 200
+    assert res.status == 200 and conn.sock is sock
     res.read()
     conn.close()
