@@ -34,12 +34,14 @@ bool take_retry(const router::Route& route, const router::RouteTarget& target,
                 std::chrono::steady_clock::time_point now) {
   auto* stats = route.policy_stats;
   // The breaker first: a retry it refuses must not spend the budget.
-  if (cluster.breaker && !retry_slot &&
+  const bool first_retry = !retry_slot;
+  if (cluster.breaker && first_retry &&
       !(retry_slot = cluster.breaker->try_acquire(policy::Resource::kRetries))) {
     if (stats) stats->retry_overflow.add();
     return false;
   }
   if (target.retry_budget && !target.retry_budget->try_acquire_retry(now)) {
+    if (first_retry) retry_slot.release();  // no retry after all: the slot is someone else's
     if (stats) stats->retry_budget_exhausted.add();
     return false;
   }

@@ -718,6 +718,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     }
     if (sent == Relay::kSinkFailed) {
       upstream_.reset();
+      disarm();
       // A pooled connection the upstream closed meanwhile: once more, on a
       // new connection, if nothing of a body was consumed yet.
       if (reused && !has_body && attempt == 0) continue;
@@ -786,18 +787,20 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     }
     if (failure) {
       upstream_.reset();
+      disarm();  // no deadline of this try may fire into the next
       fired_ = Deadline::kNone;
       if (*failure == LocalReason::kUpstreamReset && reused && !has_body && !got_any &&
           attempt == 0)
         continue;  // the pooled connection was closed under us: retry on a fresh one
-      cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
       const bool per_try = *failure == LocalReason::kUpstreamTimeout && try_deadline < route_deadline;
+      // A deadline the client shortened says nothing about the endpoint.
+      if (*failure != LocalReason::kUpstreamTimeout || per_try || timeout == route.timeout)
+        cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
       if ((*failure == LocalReason::kUpstreamReset || per_try) &&
           co_await retry_after(per_try ? policy::TryOutcome::kPerTryTimeout
                                        : policy::TryOutcome::kReset))
         continue;
       // The whole request was sent: the client's connection can go on.
-      disarm();
       const bool go_on = request.is_done() && keep_alive;
       co_await reply_local(*failure, !go_on);
       finish_request(http::local_reply(*failure).status, http::local_reply(*failure).reason);
@@ -955,8 +958,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   struct Wake {
     explicit Wake(const asio::any_io_executor& ex) : signal(ex) {}
     Signal signal;
-    bool timed_out = false;      // the route's deadline (or the client's)
-    bool try_timed_out = false;  // this try's per_try_timeout
+    bool timed_out = false;  // the route's deadline (or the client's)
   };
   auto wake = std::make_shared<Wake>(timer_.get_executor());
   const auto route_deadline = Clock::now() + timeout;
@@ -975,6 +977,15 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     if (up) client->cancel(up->id);
     request.decoded_body = nullptr;
   };
+  // The last try's stream, once another try is decided: cancelled on its
+  // own connection right away (so it sends nothing more and drops none of
+  // the kept bytes while the backoff runs) and its callbacks cut off.
+  auto retire_stream = [&] {
+    if (!up) return;
+    client->cancel(up->id);
+    up->on_event = nullptr;
+    up->on_request_taken = nullptr;
+  };
   // A stream for this try on endpoint_: the request bytes kept by the last
   // try's stream (all sent so far, and what is still to send) move over to
   // it and go out again from the start. None, and why, when it cannot open.
@@ -991,11 +1002,11 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     auto fresh = std::make_shared<upstream::H2ClientStream>();
     fresh->on_event = [wake] { wake->signal.notify(); };
     fresh->on_request_taken = [wake](size_t) { wake->signal.notify(); };
-    if (up) {  // the last try's stream: cancelled, its kept bytes taken over
-      if (!up->end) client->cancel(up->id);
+    if (up) {  // the retired stream's kept bytes: it has nothing left to send
       fresh->request_buffer = std::move(up->request_buffer);
-      up->on_event = nullptr;
-      up->on_request_taken = nullptr;
+      up->request_buffer.clear();
+      up->request_sent = 0;
+      up->request_done = true;
     }
     fresh->request_done = request.is_done();
     client = std::move(connection.client);
@@ -1021,6 +1032,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()), wait_hint);
     if (now + wait >= route_deadline) co_return false;
     if (!take_retry(route, *current_.target, spec, retry_slot, now)) co_return false;
+    retire_stream();
     ++retries;
     fields.back().second = std::to_string(retries + 1);  // x-remora-attempt
     asio::steady_timer pause(timer_.get_executor(), wait);
@@ -1056,20 +1068,11 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
         co_return false;
       }
     }
-    wake->try_timed_out = false;
-    asio::steady_timer per_try(timer_.get_executor());
-    if (retry.per_try_timeout.count() > 0) {
-      per_try.expires_after(retry.per_try_timeout);
-      per_try.async_wait([wake](error_code e) {
-        if (e) return;
-        wake->try_timed_out = true;
-        wake->signal.notify();
-      });
-    }
-    auto try_over = [&] { return wake->timed_out || wake->try_timed_out; };
 
-    // -- request body (a retry's kept bytes go out first)
-    while (!request.is_done() && !try_over()) {
+    // -- request body (a retry's kept bytes go out first); a client that
+    // stops sending is cut off after the listener's stream idle timeout
+    if (!request.is_done()) arm(Deadline::kStreamIdle, current_.listener->limits.stream_idle_timeout);
+    while (!request.is_done() && !wake->timed_out) {
       if (up->end || up->reset) break;  // answered early (RFC 9113 §8.1) or reset: see below
       if (up->request_buffer.size() - up->request_sent >= kHighWater) {
         co_await wake->signal.wait();
@@ -1090,6 +1093,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
       up->request_done = request.is_done();
       client->resume(up->id);
       if (ec) {
+        disarm();
         give_up();
         co_await reject(*current_.listener, LocalReason::kBadRequest);
         finish_request(400, "bad_request");
@@ -1098,15 +1102,30 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
       if (request.is_done()) break;
       size_t n = co_await client_.async_read_some(in_.prepare(next_read_size(in_)), nothrow(ec));
       if (ec) {
+        disarm();
         give_up();
         co_return false;
       }
+      last_progress_ = Clock::now();
       in_.commit(n);
     }
-    if (request.is_done()) request.decoded_body = nullptr;
+    disarm();
+    request.decoded_body = nullptr;  // what an early answer leaves unread is dropped, not kept
 
-    // -- response head
-    while (!up->headers_done && !up->reset && !try_over()) co_await wake->signal.wait();
+    // -- response head, within this try's per_try_timeout from here (the
+    // upload is the client's time, not the upstream's)
+    auto try_timed_out = std::make_shared<bool>(false);  // its handler may outlive the try
+    asio::steady_timer per_try(timer_.get_executor());
+    if (retry.per_try_timeout.count() > 0) {
+      per_try.expires_after(retry.per_try_timeout);
+      per_try.async_wait([wake, try_timed_out](error_code e) {
+        if (e) return;
+        *try_timed_out = true;
+        wake->signal.notify();
+      });
+    }
+    while (!up->headers_done && !up->reset && !wake->timed_out && !*try_timed_out)
+      co_await wake->signal.wait();
     per_try.cancel();
     if (!up->headers_done) {
       // Refused unprocessed (GOAWAY above it, REFUSED_STREAM): the same
@@ -1115,10 +1134,13 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
           !wake->timed_out) {
         ++resends;
         spec.stats->refused_stream_retries.add();
+        retire_stream();
         continue;
       }
-      cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
-      const bool per_try_expired = wake->try_timed_out && !wake->timed_out;
+      const bool per_try_expired = *try_timed_out && !wake->timed_out;
+      // A deadline the client shortened says nothing about the endpoint.
+      if (!wake->timed_out || timeout == route.timeout)
+        cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
       if (!wake->timed_out &&
           co_await next_try(per_try_expired ? policy::TryOutcome::kPerTryTimeout
                                             : policy::TryOutcome::kReset))

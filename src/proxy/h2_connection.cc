@@ -85,6 +85,9 @@ struct H2Stream {
   bool serving = false;   // the head is complete and serve_stream runs
   bool timed_out = false;  // route deadline or stream idle timeout: see timeout_reason
   LocalReason timeout_reason = LocalReason::kUpstreamTimeout;
+  // The deadline is the route's own, not one the client shortened: its
+  // expiry says something about the endpoint (outlier detection).
+  bool route_deadline = true;
   Clock::time_point last_active = Clock::now();  // a frame either way, or upstream progress
   unsigned status = 0;       // the :status sent
   int grpc_status = -1;      // a grpc-status sent in the response head
@@ -100,6 +103,13 @@ struct H2Stream {
   asio::steady_timer idle;
   std::unique_ptr<upstream::UpstreamConnection> upstream;
 };
+
+// A stream's timeout counts against its endpoint (outlier detection) when
+// it is the route's own deadline that ran out, not the stream idle timeout
+// or a deadline the client shortened (which any client could set to zero).
+bool blames_endpoint(const H2Stream& s) {
+  return s.route_deadline && s.timeout_reason == LocalReason::kUpstreamTimeout;
+}
 
 class H2Connection final : public DownstreamConnection,
                            public std::enable_shared_from_this<H2Connection> {
@@ -134,7 +144,7 @@ class H2Connection final : public DownstreamConnection,
   awaitable<bool> exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref, upstream::Cluster& cluster,
                               std::shared_ptr<upstream::UpstreamEndpoint> endpoint,
                               const router::RouteTarget& target, const router::Route& route,
-                              const http::HeaderList& fields);
+                              const http::HeaderList& fields, std::string& upstream_address);
   // `status` / `grpc_status` replace the reason's own (a fault abort's).
   void reply_local(H2Stream& s, LocalReason reason, unsigned status = 0, int grpc_status = -1);
   void count(observe::H2Defence defence) {
@@ -667,7 +677,9 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
     } else {
       // The route timeout covers the whole exchange; the client's own
       // deadline shortens it, never lengthens it.
-      s.deadline.expires_after(request_timeout(*route, fields));
+      const auto timeout = request_timeout(*route, fields);
+      s.route_deadline = timeout == route->timeout;
+      s.deadline.expires_after(timeout);
       s.deadline.async_wait([stream](error_code ec) {
         if (ec || stream->timed_out) return;
         stream->timed_out = true;
@@ -755,10 +767,9 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     co_return false;
   }
   upstream_address = endpoint->address().text;
-  if (spec.http2) {
-    upstream::ActiveRequest active(endpoint->stats());
-    co_return co_await exchange_h2(s, ref, cluster, endpoint, target, route, fields);
-  }
+  if (spec.http2)
+    co_return co_await exchange_h2(s, ref, cluster, endpoint, target, route, fields,
+                                   upstream_address);
 
   // -- request head
   fields.add("host", s.authority);  // x-request-id is among s.fields (serve_stream)
@@ -783,7 +794,6 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
                                       .drop_expect = false});
   const auto& retry = route.retry;
   const bool retry_method = retry.enabled() && retry.allows_method(s.method);
-  std::string attempt_head;
   error_code ec;
 
   // The request body stays at the front of body_in while a retry may still
@@ -846,9 +856,8 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
           tcp::socket(client_.get_executor()), &spec.stats->active_connections);
       s.upstream->slot = std::move(slots.connection);
       asio::steady_timer connect_timer(client_.get_executor(), spec.connect_timeout);
-      auto* socket = &s.upstream->socket;
-      connect_timer.async_wait([socket](error_code e) {
-        if (!e) socket->close(e);
+      connect_timer.async_wait([ref, connection = s.upstream.get()](error_code e) {
+        if (!e && ref->upstream.get() == connection) ref->upstream->socket.close(e);
       });
       co_await s.upstream->socket.async_connect(endpoint->address().address, nothrow(ec));
       connect_timer.cancel();
@@ -864,32 +873,20 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
       s.upstream->socket.set_option(tcp::no_delay(true), ec);
     }
     auto& up = *s.upstream;
-    // This try's deadline: per_try_timeout closes its connection (the
-    // handler may outlive the try, hence the shared flag).
-    auto try_timed_out = std::make_shared<bool>(false);
-    asio::steady_timer per_try(client_.get_executor());
-    if (retry.per_try_timeout.count() > 0) {
-      per_try.expires_after(retry.per_try_timeout);
-      per_try.async_wait([try_timed_out, ref](error_code e) {
-        if (e) return;
-        *try_timed_out = true;
-        if (ref->upstream) ref->upstream->socket.close(e);
-        ref->wake.notify();
-      });
-    }
-
     // -- request head and body (a retry's kept body goes out first)
-    std::string_view try_head = head;
-    if (retry.enabled()) {  // x-remora-attempt, before the blank line
-      attempt_head.assign(head, 0, head.size() - 2);
-      attempt_head.append("x-remora-attempt: ").append(std::to_string(retries + 1));
-      attempt_head.append("\r\n\r\n");
-      try_head = attempt_head;
+    {
+      char attempt[40];  // x-remora-attempt, just before the blank line
+      const int attempt_len =
+          retry.enabled() ? std::snprintf(attempt, sizeof attempt, "x-remora-attempt: %u\r\n\r\n",
+                                          retries + 1)
+                          : 0;
+      std::array<asio::const_buffer, 2> parts{
+          asio::buffer(head.data(), head.size() - (attempt_len ? 2 : 0)),
+          asio::buffer(attempt, static_cast<size_t>(attempt_len))};
+      co_await asio::async_write(up.socket, parts, nothrow(ec));
     }
-    co_await asio::async_write(up.socket, asio::buffer(try_head), nothrow(ec));
     size_t sent = 0;  // of body_in, on this try
-    while (!ec && !s.closed && !s.timed_out && !*try_timed_out &&
-           (!s.in_end || sent < s.body_in.size())) {
+    while (!ec && !s.closed && !s.timed_out && (!s.in_end || sent < s.body_in.size())) {
       if (sent == s.body_in.size()) {
         co_await s.wake.wait();
         continue;
@@ -897,7 +894,9 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
       std::string piece;
       std::string_view bytes;
       if (keeping) {
-        bytes = std::string_view(s.body_in).substr(sent);
+        // A copy: the client's DATA may grow (move) body_in during the write.
+        piece.assign(s.body_in, sent);
+        bytes = piece;
       } else {
         piece.swap(s.body_in);
         bytes = piece;
@@ -931,7 +930,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
       }
       flush();
     }
-    if (!ec && chunked && !s.closed && !s.timed_out && !*try_timed_out) {
+    if (!ec && chunked && !s.closed && !s.timed_out) {
       std::string last = "0\r\n";  // the last chunk, with the client's trailers
       for (const auto& [n, v] : s.trailers_in) last.append(n).append(": ").append(v).append("\r\n");
       last.append("\r\n");
@@ -941,19 +940,33 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
       s.upstream.reset();
       co_return false;
     }
-    if (ec || s.timed_out || *try_timed_out) {
+    if (ec || s.timed_out) {
       s.upstream.reset();
+      if (s.timed_out) {
+        if (blames_endpoint(s)) cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
+        fail(s.timeout_reason);
+        co_return false;
+      }
       cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
-      if (!s.timed_out && co_await next_try(*try_timed_out ? policy::TryOutcome::kPerTryTimeout
-                                                           : policy::TryOutcome::kReset))
-        continue;
-      fail(s.timed_out ? s.timeout_reason
-                       : *try_timed_out ? LocalReason::kUpstreamTimeout
-                                        : LocalReason::kUpstreamReset);
+      if (co_await next_try(policy::TryOutcome::kReset)) continue;
+      fail(LocalReason::kUpstreamReset);
       co_return false;
     }
 
-    // -- response head
+    // -- response head, within this try's per_try_timeout from here (the
+    // upload is the client's time, not the upstream's): it closes this
+    // try's connection, and only that one.
+    std::shared_ptr<bool> try_timed_out = std::make_shared<bool>(false);
+    asio::steady_timer per_try(client_.get_executor());
+    if (retry.per_try_timeout.count() > 0) {
+      per_try.expires_after(retry.per_try_timeout);
+      per_try.async_wait([try_timed_out, ref, connection = s.upstream.get()](error_code e) {
+        if (e) return;
+        *try_timed_out = true;
+        if (ref->upstream.get() == connection) ref->upstream->socket.close(e);
+        ref->wake.notify();
+      });
+    }
     auto* response = &fresh_parser();
     head_end = std::string_view::npos;
     std::optional<LocalReason> failure;
@@ -991,12 +1004,12 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     }
     if (failure) {
       s.upstream.reset();
-      if (*failure != LocalReason::kBadUpstreamResponse) {
+      if (!s.timed_out || blames_endpoint(s))
         cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
-        if (!s.timed_out && co_await next_try(*try_timed_out ? policy::TryOutcome::kPerTryTimeout
-                                                             : policy::TryOutcome::kReset))
-          continue;
-      }
+      if (*failure != LocalReason::kBadUpstreamResponse && !s.timed_out &&
+          co_await next_try(*try_timed_out ? policy::TryOutcome::kPerTryTimeout
+                                           : policy::TryOutcome::kReset))
+        continue;
       fail(s.timed_out ? s.timeout_reason : *failure);
       co_return false;
     }
@@ -1020,7 +1033,6 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   // -- response to the client: h1 field names are case-insensitive, h2's lower case
   s.touch();
   const unsigned status = response.status;
-  cluster.record(*endpoint, policy::outcome_of_status(status));
   upstream::Fields head_fields_in;
   for (const auto& f : response.headers) head_fields_in.emplace_back(f.name, f.value);
   auto out_fields = h2_response(head_fields_in, route.response_headers);
@@ -1094,7 +1106,8 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
                                           std::shared_ptr<upstream::UpstreamEndpoint> endpoint,
                                           const router::RouteTarget& target,
                                           const router::Route& route,
-                                          const http::HeaderList& fields) {
+                                          const http::HeaderList& fields,
+                                          std::string& upstream_address) {
   const auto& spec = cluster.spec();
   auto fail = [&](LocalReason reason) {
     if (!s.closed) reply_local(s, reason);
@@ -1118,6 +1131,22 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
   auto self = shared_from_this();
   std::shared_ptr<upstream::H2Client> client;
   std::shared_ptr<upstream::H2ClientStream> up;
+  // The last try's stream, once another try is decided: cancelled on its
+  // own connection right away (so it takes nothing more from body_in, nor
+  // drops kept bytes from it, while the backoff runs) and cut off from this
+  // stream's buffers.
+  auto retire_stream = [&] {
+    if (!up) return;
+    client->cancel(up->id);
+    up->request_body = &up->request_buffer;
+    up->request_sent = 0;
+    up->request_done = true;
+    up->request_end = &up->request_done;
+    up->request_trailers = nullptr;
+    up->response_body = nullptr;
+    up->on_event = nullptr;
+    up->on_request_taken = nullptr;
+  };
   // Another try, if the policy, the whole request being in hand (its body
   // kept at the front of body_in), the budget, the breaker and the clock
   // allow: waits out the backoff, then picks another endpoint if there is one.
@@ -1130,35 +1159,33 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()), wait_hint);
     if (now + wait >= s.deadline.expiry()) co_return false;
     if (!take_retry(route, target, spec, retry_slot, now)) co_return false;
+    retire_stream();
     ++retries;
     request.back().second = std::to_string(retries + 1);  // x-remora-attempt
     asio::steady_timer pause(client_.get_executor(), wait);
     error_code ec;
     co_await pause.async_wait(nothrow(ec));
     if (auto other = cluster.pick_other(endpoint.get(), worker_.random())) endpoint = other;
+    upstream_address = endpoint->address().text;
     co_return !s.closed && !s.timed_out;
   };
+  std::optional<upstream::ActiveRequest> active;
   for (int resends = 0;;) {
+    active.reset();
+    active.emplace(endpoint->stats());
     auto connection = co_await upstream::h2_client_for(*endpoint, spec);
-    client = std::move(connection.client);
-    if (!client && connection.circuit_open) {
+    if (connection.circuit_open) {
       spec.stats->circuit_open.add();
       fail(LocalReason::kCircuitOpen);
       co_return false;
     }
-    if (!client) {
+    if (!connection.client) {
       cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
       if (co_await next_try(policy::TryOutcome::kConnectFailure)) continue;
       fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamConnectFailure);
       co_return false;
     }
-    if (up) {  // a retried try's stream: cancelled, and cut off from this stream's buffers
-      if (!up->end) client->cancel(up->id);
-      up->request_body = &up->request_buffer;
-      up->request_sent = 0;
-      up->response_body = nullptr;
-      up->on_event = nullptr;
-    }
+    client = std::move(connection.client);
     up = std::make_shared<upstream::H2ClientStream>();
     up->request_body = &s.body_in;
     up->request_end = &s.in_end;
@@ -1195,10 +1222,13 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
       if (!s.body_in.empty() || s.in_end) client->resume(up->id);
     }
     per_try.cancel();
+    if (s.timed_out && !up->headers_done && blames_endpoint(s))
+      cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
     if (s.closed || s.timed_out) break;
     if (up->replayable() && resends < upstream::H2ClientStream::kMaxResends) {
       ++resends;
       spec.stats->refused_stream_retries.add();
+      retire_stream();
       continue;
     }
     if (*try_timed_out && !up->headers_done) {

@@ -157,8 +157,8 @@ struct Server::Impl {
         }
       }
       if (!changed.empty()) {
-        for (auto& w : workers) w->update_endpoints(changed);
         health_checker.update(snapshot->clusters, endpoints);
+        for (auto& w : workers) w->update_endpoints(changed);
       }
     }
   }
@@ -205,14 +205,19 @@ struct Server::Impl {
     spdlog::set_level(spdlog::level::from_str(next->log_level));
     endpoints = resolve_all(*next);
     snapshot = next;
+    // Unchecked endpoints are marked unhealthy before any worker sees them.
+    health_checker.update(snapshot->clusters, endpoints);
     for (size_t w = 0; w < workers.size(); ++w)
       workers[w]->apply(snapshot, endpoints, std::move(bound[w]));
-    health_checker.update(snapshot->clusters, endpoints);
     asio::co_spawn(io, refresh_dns(++dns_generation), asio::detached);
     return true;
   }
 
   void reload() {
+    if (draining) {
+      spdlog::warn("SIGHUP while draining: ignored");
+      return;
+    }
     spdlog::info("SIGHUP: reloading {}", config_path);
     auto next = load("reload rejected");
     if (!next || !apply(next)) {

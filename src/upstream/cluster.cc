@@ -15,6 +15,7 @@ void Cluster::set_endpoints(const std::vector<EndpointAddress>& addresses) {
     std::shared_ptr<UpstreamEndpoint> kept;
     for (auto& existing : endpoints_)
       if (existing && existing->address().address == address.address) kept = existing;
+    if (kept) kept->set_weight(address.weight);
     next.push_back(kept ? kept : std::make_shared<UpstreamEndpoint>(address));
   }
   endpoints_ = std::move(next);
@@ -48,7 +49,7 @@ size_t Cluster::random_index(uint64_t random) const {
                              cumulative_.begin());
 }
 
-size_t Cluster::balance(uint64_t random, std::optional<uint64_t> hash) {
+size_t Cluster::balance(uint64_t random, std::optional<uint64_t> hash, Clock::time_point now) {
   const size_t n = endpoints_.size();
   switch (spec_->lb) {
     case LbPolicy::kLeastRequest: {
@@ -57,6 +58,7 @@ size_t Cluster::balance(uint64_t random, std::optional<uint64_t> hash) {
       if (n == 1) return 0;
       size_t a = random % n;
       size_t b = (a + 1 + (random >> 32) % (n - 1)) % n;
+      if (const bool usable_a = usable(a, now); usable_a != usable(b, now)) return usable_a ? a : b;
       auto load = [&](size_t i, size_t other) {
         const auto active = endpoints_[i]->stats().active_requests.load(std::memory_order_relaxed);
         return (active + 1) * static_cast<int64_t>(endpoints_[other]->address().weight);
@@ -95,18 +97,21 @@ size_t Cluster::balance(uint64_t random, std::optional<uint64_t> hash) {
 std::shared_ptr<UpstreamEndpoint> Cluster::pick(uint64_t random, std::optional<uint64_t> hash) {
   const size_t n = endpoints_.size();
   if (n == 0) return nullptr;
-  const size_t chosen = balance(random, hash);
   const auto now = Clock::now();
+  const size_t chosen = balance(random, hash, now);
   if (usable(chosen, now)) return endpoints_[chosen];
-  // The balancer's choice is out: the next usable endpoint in list order
-  // (for round robin the cursor moves past it too; for a hash, the keys of
-  // an endpoint that is out all go to one neighbour until it is back).
+  // The balancer's choice is out: a few weighted draws over the cluster
+  // (seeded by the key under a hash, so each key's stand-in stays the same
+  // and the keys spread over the others instead of piling onto one
+  // neighbour), then the first usable endpoint in list order.
+  const uint64_t seed = hash ? *hash : random;
+  for (uint64_t draw = 1; draw <= 4; ++draw) {
+    const size_t i = random_index(fmix64(seed + draw * 0x9E3779B97F4A7C15ULL));
+    if (usable(i, now)) return endpoints_[i];
+  }
   for (size_t step = 1; step < n; ++step) {
     const size_t i = (chosen + step) % n;
-    if (usable(i, now)) {
-      if (spec_->lb == LbPolicy::kRoundRobin) next_ = i + 1 == n ? 0 : i + 1;
-      return endpoints_[i];
-    }
+    if (usable(i, now)) return endpoints_[i];
   }
   if (spec_->stats) spec_->stats->panic_picks.add();
   return endpoints_[chosen];

@@ -128,7 +128,9 @@ void H2Client::consume(int32_t stream_id, size_t bytes) {
 }
 
 void H2Client::cancel(int32_t stream_id) {
-  if (!session_ || !open_) return;
+  // Only a stream of this connection that is still open: an id of another
+  // connection, or of a closed stream, may be someone else's here.
+  if (!session_ || !open_ || stream_id <= 0 || !streams_.count(stream_id)) return;
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
   flush();
 }

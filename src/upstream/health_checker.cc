@@ -100,19 +100,18 @@ asio::awaitable<HealthCheckResult> check_h2(const ClusterSpec& cluster,
                                             const net::Endpoint& endpoint) {
   auto executor = co_await asio::this_coro::executor;
   const auto deadline = Clock::now() + check.timeout;
-  asio::steady_timer timer(executor, deadline);
-  tcp::socket socket(executor);
-  timer.async_wait([&socket](error_code ec) {
-    if (!ec) socket.close(ec);
-  });
+  beast::tcp_stream connecting(executor);
+  connecting.expires_at(deadline);
   error_code ec;
-  co_await socket.async_connect(endpoint, nothrow(ec));
-  timer.cancel();
-  if (ec || !socket.is_open())
-    co_return HealthCheckResult{false, ec ? "connect: " + ec.message() : "timeout"};
+  co_await connecting.async_connect(endpoint, nothrow(ec));
+  if (ec)
+    co_return HealthCheckResult{false, ec == beast::error::timeout ? "timeout"
+                                                                   : "connect: " + ec.message()};
+  tcp::socket socket = connecting.release_socket();
   socket.set_option(tcp::no_delay(true), ec);
   auto client = std::make_shared<H2Client>(std::move(socket), nullptr,
                                            H2Client::Keepalive{check.timeout, check.timeout});
+  asio::steady_timer timer(executor);  // wakes the wait below: a deadline, or a stream event
   if (!client->start()) co_return HealthCheckResult{false, "HTTP/2 session failed to start"};
 
   Fields request;

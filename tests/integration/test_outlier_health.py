@@ -986,3 +986,42 @@ def test_ejections_and_health_survive_a_reload(procs):
     assert ejections(r) == 1
     assert [get(r, "/t/after/%d" % i).headers["x-upstream"] for i in range(10)] == ["good"] * 10
     assert [get(r, "/c/after/%d" % i).headers["x-upstream"] for i in range(10)] == ["good"] * 10
+
+
+def test_http2_clients_eject_after_exactly_5_failures_too(procs):
+    """Each try is recorded once on the HTTP/2 client → HTTP/1.1 cluster path."""
+    bad = procs.upstream("bad", error_rate=1.0)
+    good = procs.upstream("good")
+    r = procs.remora(one_cluster([bad, good]))
+    with H2Conn(r.port()) as c:
+        for i in range(60):
+            st = c.response(c.request("GET", "/t/h2/%d" % i), 10)
+            if hits(bad) == 4:
+                assert ejections(r) == 0, "ejected before the 5th failure"
+            if hits(bad) == 5:
+                break
+    assert hits(bad) == 5
+    wait_until(lambda: ejections(r) == 1, timeout=2, message="ejected after the 5th")
+
+
+def test_a_deadline_the_client_shortened_never_ejects(procs):
+    """x-remora-timeout-ms / grpc-timeout are the client's choice: any client
+    could send 0 and eject healthy endpoints. Only the route's own timeout
+    counts as the endpoint's gateway failure."""
+    up = procs.upstream("up")
+    r = procs.remora(simple_config(
+        [route("app", timeout="400ms")],
+        [cluster("app", [up], outlier_detection={"consecutive_5xx": 50,
+                                                 "consecutive_gateway_failure": 3})]))
+    for i in range(5):
+        res = get(r, "/t/client/%d?delay=1000" % i, headers={"x-remora-timeout-ms": "50"})
+        assert res.status == 504, res
+    with H2Conn(r.port()) as c:
+        for i in range(3):
+            st = c.response(c.request("GET", "/t/h2client/%d?delay=1000" % i,
+                                      headers=[("x-remora-timeout-ms", "50")]), 10)
+            assert st.status == 504, st
+    assert ejections(r) == 0
+    for i in range(3):
+        assert get(r, "/t/route/%d?delay=1000" % i).status == 504
+    assert ejections(r) == 1

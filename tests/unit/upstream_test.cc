@@ -357,3 +357,35 @@ TEST_CASE("weighted least request compares requests in flight per unit of weight
   c.endpoints()[0]->stats().active_requests = 0;
   c.endpoints()[1]->stats().active_requests = 0;
 }
+
+TEST_CASE("a new weight for an endpoint that stays applies, and keeps its pool") {
+  auto c = weighted(LbPolicy::kRoundRobin, {1, 1});
+  auto kept = c.endpoints()[0];
+  auto set = addresses(2);
+  set[0].weight = 3;
+  c.set_endpoints(set);
+  CHECK(c.endpoints()[0] == kept);
+  std::map<std::string, int> count;
+  for (int i = 0; i < 40; ++i) ++count[text_of(c.pick(0))];
+  CHECK(count["10.0.0.1:8080"] == 30);
+  CHECK(count["10.0.0.2:8080"] == 10);
+}
+
+TEST_CASE("the share of an endpoint that is out spreads over the others, not onto its neighbour") {
+  for (auto lb : {LbPolicy::kRoundRobin, LbPolicy::kLeastRequest, LbPolicy::kRandom,
+                  LbPolicy::kRingHash, LbPolicy::kMaglev}) {
+    CAPTURE(static_cast<int>(lb));
+    auto c = detecting(lb, 4);
+    eject(c, "10.0.0.1:8080");
+    std::map<std::string, int> count;
+    std::mt19937_64 rng(5);
+    constexpr int kPicks = 6000;
+    for (int i = 0; i < kPicks; ++i) ++count[text_of(c.pick(rng(), rng()))];
+    CHECK(count.count("10.0.0.1:8080") == 0);
+    for (const char* other : {"10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.4:8080"}) {
+      CAPTURE(other);
+      CHECK(count[other] > kPicks / 3 * 0.8);  // a third each, not half on 10.0.0.2
+      CHECK(count[other] < kPicks / 3 * 1.2);
+    }
+  }
+}

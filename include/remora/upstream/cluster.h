@@ -44,7 +44,7 @@ class Cluster {
   void close_idle();
 
  private:
-  size_t balance(uint64_t random, std::optional<uint64_t> hash);
+  size_t balance(uint64_t random, std::optional<uint64_t> hash, Clock::time_point now);
   size_t random_index(uint64_t random) const;  // weighted
   bool usable(size_t i, Clock::time_point now) const {
     return endpoints_[i]->stats().available(now);

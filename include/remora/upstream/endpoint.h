@@ -72,6 +72,8 @@ class UpstreamEndpoint {
   explicit UpstreamEndpoint(EndpointAddress address) : address_(std::move(address)) {}
 
   const EndpointAddress& address() const { return address_; }
+  // What may change for an address that stays, on a reload.
+  void set_weight(uint32_t weight) { address_.weight = weight; }
   EndpointStats& stats() { return *address_.stats; }
 
   // A pooled connection that is still open, or null. Never returns one the
