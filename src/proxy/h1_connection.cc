@@ -959,6 +959,10 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     explicit Wake(const asio::any_io_executor& ex) : signal(ex) {}
     Signal signal;
     bool timed_out = false;  // the route's deadline (or the client's)
+    // The current try's per_try_timeout expired; a timer handler sets it
+    // only while its try (try_number) is the current one.
+    unsigned try_number = 0;
+    bool try_timed_out = false;
   };
   auto wake = std::make_shared<Wake>(timer_.get_executor());
   const auto route_deadline = Clock::now() + timeout;
@@ -1114,19 +1118,21 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
 
     // -- response head, within this try's per_try_timeout from here (the
     // upload is the client's time, not the upstream's)
-    auto try_timed_out = std::make_shared<bool>(false);  // its handler may outlive the try
+    ++wake->try_number;
+    wake->try_timed_out = false;
     asio::steady_timer per_try(timer_.get_executor());
     if (retry.per_try_timeout.count() > 0) {
       per_try.expires_after(retry.per_try_timeout);
-      per_try.async_wait([wake, try_timed_out](error_code e) {
-        if (e) return;
-        *try_timed_out = true;
+      per_try.async_wait([wake, number = wake->try_number](error_code e) {
+        if (e || wake->try_number != number) return;
+        wake->try_timed_out = true;
         wake->signal.notify();
       });
     }
-    while (!up->headers_done && !up->reset && !wake->timed_out && !*try_timed_out)
+    while (!up->headers_done && !up->reset && !wake->timed_out && !wake->try_timed_out)
       co_await wake->signal.wait();
     per_try.cancel();
+    ++wake->try_number;  // a handler already queued is for a try that is over
     if (!up->headers_done) {
       // Refused unprocessed (GOAWAY above it, REFUSED_STREAM): the same
       // request once more on a fresh stream to the same endpoint; not a retry.
@@ -1137,7 +1143,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
         retire_stream();
         continue;
       }
-      const bool per_try_expired = *try_timed_out && !wake->timed_out;
+      const bool per_try_expired = wake->try_timed_out && !wake->timed_out;
       // A deadline the client shortened says nothing about the endpoint.
       if (!wake->timed_out || timeout == route.timeout)
         cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);

@@ -88,6 +88,10 @@ struct H2Stream {
   // The deadline is the route's own, not one the client shortened: its
   // expiry says something about the endpoint (outlier detection).
   bool route_deadline = true;
+  // The current try's per_try_timeout expired. A timer handler sets it only
+  // if its try (try_number) is still the current one.
+  unsigned try_number = 0;
+  bool try_timed_out = false;
   Clock::time_point last_active = Clock::now();  // a frame either way, or upstream progress
   unsigned status = 0;       // the :status sent
   int grpc_status = -1;      // a grpc-status sent in the response head
@@ -956,14 +960,15 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     // -- response head, within this try's per_try_timeout from here (the
     // upload is the client's time, not the upstream's): it closes this
     // try's connection, and only that one.
-    std::shared_ptr<bool> try_timed_out = std::make_shared<bool>(false);
+    ++s.try_number;
+    s.try_timed_out = false;
     asio::steady_timer per_try(client_.get_executor());
     if (retry.per_try_timeout.count() > 0) {
       per_try.expires_after(retry.per_try_timeout);
-      per_try.async_wait([try_timed_out, ref, connection = s.upstream.get()](error_code e) {
-        if (e) return;
-        *try_timed_out = true;
-        if (ref->upstream.get() == connection) ref->upstream->socket.close(e);
+      per_try.async_wait([ref, number = s.try_number](error_code e) {
+        if (e || ref->try_number != number) return;
+        ref->try_timed_out = true;
+        if (ref->upstream) ref->upstream->socket.close(e);
         ref->wake.notify();
       });
     }
@@ -992,12 +997,13 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
       }
       size_t n = co_await up.socket.async_read_some(up.buffer.prepare(kReadChunk), nothrow(ec));
       if (ec || s.closed || s.timed_out) {
-        failure = *try_timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset;
+        failure = s.try_timed_out ? LocalReason::kUpstreamTimeout : LocalReason::kUpstreamReset;
         break;
       }
       up.buffer.commit(n);
     }
     per_try.cancel();
+    ++s.try_number;  // a handler already queued is for a try that is over
     if (s.closed) {
       s.upstream.reset();
       co_return false;
@@ -1007,7 +1013,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
       if (!s.timed_out || blames_endpoint(s))
         cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
       if (*failure != LocalReason::kBadUpstreamResponse && !s.timed_out &&
-          co_await next_try(*try_timed_out ? policy::TryOutcome::kPerTryTimeout
+          co_await next_try(s.try_timed_out ? policy::TryOutcome::kPerTryTimeout
                                            : policy::TryOutcome::kReset))
         continue;
       fail(s.timed_out ? s.timeout_reason : *failure);
@@ -1207,21 +1213,23 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
       co_return false;
     }
     // -- response head (the request body keeps streaming meanwhile)
-    auto try_timed_out = std::make_shared<bool>(false);  // the timer's handler may outlive this try
+    ++s.try_number;
+    s.try_timed_out = false;
     asio::steady_timer per_try(client_.get_executor());
     if (retry.per_try_timeout.count() > 0) {
       per_try.expires_after(retry.per_try_timeout);
-      per_try.async_wait([try_timed_out, ref](error_code ec) {
-        if (ec) return;
-        *try_timed_out = true;
+      per_try.async_wait([ref, number = s.try_number](error_code ec) {
+        if (ec || ref->try_number != number) return;
+        ref->try_timed_out = true;
         ref->wake.notify();
       });
     }
-    while (!up->headers_done && !up->reset && !s.closed && !s.timed_out && !*try_timed_out) {
+    while (!up->headers_done && !up->reset && !s.closed && !s.timed_out && !s.try_timed_out) {
       co_await s.wake.wait();
       if (!s.body_in.empty() || s.in_end) client->resume(up->id);
     }
     per_try.cancel();
+    ++s.try_number;  // a handler already queued is for a try that is over
     if (s.timed_out && !up->headers_done && blames_endpoint(s))
       cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
     if (s.closed || s.timed_out) break;
@@ -1231,7 +1239,7 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
       retire_stream();
       continue;
     }
-    if (*try_timed_out && !up->headers_done) {
+    if (s.try_timed_out && !up->headers_done) {
       client->cancel(up->id);
       cluster.record(*endpoint, policy::Outcome::kGatewayFailure);
       if (co_await next_try(policy::TryOutcome::kPerTryTimeout)) continue;
