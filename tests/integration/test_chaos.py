@@ -24,7 +24,6 @@ import json
 import math
 import re
 import selectors
-import shutil
 import socket
 import subprocess
 import threading
@@ -270,7 +269,6 @@ def percentile(sorted_values, p):
     return sorted_values[min(len(sorted_values) - 1, max(0, k))]
 
 
-@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
 @pytest.mark.parametrize("c_mode", ["503", "hang"])
 def test_two_of_three_endpoints_failing_under_load(procs, silent_servers, tmp_path, c_mode):
     healthy = procs.upstream("healthy")
