@@ -41,6 +41,7 @@ using Clock = std::chrono::steady_clock;
 using http::LocalReason;
 
 constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kIdleRead = 2 * 1024;  // the first read of a request (see read_request_head)
 constexpr size_t kLargeBodyChunk = 64 * 1024;
 constexpr size_t kMaxResponseHead = 64 * 1024;
 
@@ -90,6 +91,13 @@ std::string_view with_attempt_header(std::string_view head, unsigned n, std::str
   return scratch;
 }
 
+// The end of a chunked body: the last chunk, the trailers, the blank line.
+std::string chunked_tail(const upstream::Fields& trailers) {
+  std::string tail = "0\r\n";
+  for (const auto& [n, v] : trailers) tail.append(n).append(": ").append(v).append("\r\n");
+  tail.append("\r\n");
+  return tail;
+}
 
 // ClientStream: tcp::socket today; an ssl::stream over it when TLS lands.
 // Socket-level calls go through lowest_layer(), which both provide.
@@ -379,16 +387,15 @@ awaitable<bool> H1Connection<ClientStream>::read_request_head(http::h1::RequestH
       arm(Deadline::kHeader, limits.header_read_timeout);
     }
     error_code ec;
-    if (in_.size() == 0) {
-      // Wait for the next request without holding a read buffer.
-      in_.shrink_to_fit();
-      co_await client_.lowest_layer().async_wait(tcp::socket::wait_read, nothrow(ec));
-      if (ec || fired_ != Deadline::kNone) {
-        if (fired(Deadline::kHeader)) co_await reject(listener, LocalReason::kRequestTimeout);
-        co_return false;
-      }
-    }
     size_t room = next_read_size(in_);
+    if (in_.size() == 0) {
+      // Between requests only a small buffer is held (a head rarely needs
+      // more; it grows to a full block when it does). Reading into it, rather
+      // than waiting for readability without one, spares an epoll_ctl per
+      // request: Asio re-arms the descriptor for every such wait.
+      if (in_.capacity() > kIdleRead) in_.shrink_to_fit();
+      room = kIdleRead;
+    }
     if (room == 0) {
       co_await reject(listener, LocalReason::kHeaderTooLarge);
       co_return false;
@@ -1185,23 +1192,36 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   if (chunked) out_.append("transfer-encoding: chunked\r\n");
   if (close) out_.append("connection: close\r\n");
   out_.append("\r\n");
-  current_.bytes_out += out_.size();
-  co_await asio::async_write(client_, asio::buffer(out_), nothrow(ec));
 
-  // -- response body and trailers
+  // -- response body and trailers, gathered with the head into as few writes
+  // as what has arrived allows: a small response is one write.
+  std::string_view head = out_;
   std::string piece;
+  std::string tail;  // chunked: the last chunk and the trailers
+  bool tail_sent = false;
   while (!ec) {
-    if (!up->response_buffer.empty()) {
+    const bool have_piece = !up->response_buffer.empty();
+    if (have_piece) {
       piece.clear();
       piece.swap(up->response_buffer);
+    }
+    // The tail goes with the rest unless request bytes are left to drop first (below).
+    const bool with_tail = chunked && up->end && request.is_done();
+    if (with_tail) tail = chunked_tail(h2_response(up->trailers, {}));
+    if (have_piece || !head.empty() || with_tail) {
       char size_line[24];
       int size_len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
-      std::array<asio::const_buffer, 3> parts{
-          asio::buffer(size_line, chunked ? static_cast<size_t>(size_len) : 0), asio::buffer(piece),
-          asio::buffer("\r\n", chunked ? 2 : 0)};
+      const bool framed = chunked && have_piece;
+      std::array<asio::const_buffer, 5> parts{
+          asio::buffer(head), asio::buffer(size_line, framed ? static_cast<size_t>(size_len) : 0),
+          asio::buffer(piece.data(), have_piece ? piece.size() : 0),
+          asio::buffer("\r\n", framed ? 2 : 0), asio::buffer(tail.data(), with_tail ? tail.size() : 0)};
       co_await asio::async_write(client_, parts, nothrow(ec));
-      current_.bytes_out += piece.size();
-      client->consume(up->id, piece.size());
+      current_.bytes_out += head.size() + (have_piece ? piece.size() : 0);
+      head = {};
+      tail_sent = with_tail;
+      if (have_piece) client->consume(up->id, piece.size());
+      if (with_tail) break;
       continue;
     }
     if (up->end || up->reset || wake->timed_out) break;
@@ -1235,12 +1255,9 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     finish_request(status, ec ? "downstream_reset" : "upstream_reset");
     co_return false;
   }
-  if (chunked) {
-    out_.assign("0\r\n");
-    for (const auto& [n, v] : h2_response(up->trailers, {}))
-      out_.append(n).append(": ").append(v).append("\r\n");
-    out_.append("\r\n");
-    co_await asio::async_write(client_, asio::buffer(out_), nothrow(ec));
+  if (chunked && !tail_sent) {
+    tail = chunked_tail(h2_response(up->trailers, {}));
+    co_await asio::async_write(client_, asio::buffer(tail), nothrow(ec));
   }
   finish_request(status, "");
   co_return !close && !ec && request.is_done();  // unread request bytes: the connection ends
