@@ -63,7 +63,9 @@ auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, 
 
 struct H2Stream {
   explicit H2Stream(int32_t stream_id, const asio::any_io_executor& ex)
-      : id(stream_id), wake(ex), deadline(ex), idle(ex) {}
+      : id(stream_id), wake(ex), deadline(ex), idle(ex) {
+    fields.reserve(16);  // a typical request head without regrowing per field
+  }
 
   void touch() { last_active = Clock::now(); }
 

@@ -1,7 +1,5 @@
 #include "remora/proxy/h2_translate.h"
 
-#include <cctype>
-
 #include "remora/http/h1/head_writer.h"
 #include "remora/proxy/request_id.h"
 
@@ -9,7 +7,8 @@ namespace remora::proxy {
 
 std::string lower_case(std::string_view s) {
   std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c | 0x20);  // ASCII only: no locale lookup
   return out;
 }
 

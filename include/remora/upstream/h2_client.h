@@ -37,6 +37,10 @@ struct H2ClientStream {
   // How many times one request is sent again after such refusals.
   static constexpr int kMaxResends = 1;
 
+  // Room for a typical response head up front: one allocation, not a
+  // doubling per field as nghttp2 hands them over one by one.
+  H2ClientStream() { headers.reserve(16); }
+
   int32_t id = -1;
   // Request body: bytes go out from the front of `*request_body`; the first
   // `request_sent` of them were sent and are kept for a replay (see
