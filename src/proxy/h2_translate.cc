@@ -1,5 +1,7 @@
 #include "remora/proxy/h2_translate.h"
 
+#include <boost/container/small_vector.hpp>
+
 #include "remora/http/h1/head_writer.h"
 #include "remora/proxy/request_id.h"
 
@@ -28,24 +30,26 @@ upstream::Fields h2_request(std::string_view method, std::string_view authority,
   out.emplace_back(":scheme", "http");
   out.emplace_back(":authority", authority);
   out.emplace_back(":path", path);
-  const auto* connection = fields.find("connection");  // h1 only: h2 forbids the field
+  // Fields an h1 Connection header names are hop-by-hop too (h2 forbids the
+  // header itself). Its values are gathered once, not looked up per field.
+  boost::container::small_vector<std::string_view, 2> connection_lists;
+  for (const auto& field : fields)
+    if (http::iequals(field.name, "connection")) connection_lists.push_back(field.value);
   std::string forwarded_for;
   bool has_request_id = false, has_proto = false;
   for (const auto& field : fields) {
     if (connection_specific(field.name, field.value) || mutation.removes(field.name)) continue;
-    // Fields the h1 Connection header names are hop-by-hop too.
     bool named = false;
-    if (connection)
-      for (const auto& c : fields)
-        named |= http::iequals(c.name, "connection") && http::list_contains(c.value, field.name);
+    for (auto list : connection_lists) named |= http::list_contains(list, field.name);
     if (named) continue;
     auto name = lower_case(field.name);
-    if (name == "x-forwarded-for") {
+    const std::string_view lower = name;
+    if (lower == "x-forwarded-for") {
       forwarded_for.append(field.value).append(", ");
       continue;
     }
-    has_request_id |= name == "x-request-id";
-    has_proto |= name == "x-forwarded-proto";
+    has_request_id |= lower == "x-request-id";
+    has_proto |= lower == "x-forwarded-proto";
     out.emplace_back(std::move(name), std::string(field.value));
   }
   out.emplace_back("x-forwarded-for", forwarded_for.append(client_ip));

@@ -4,6 +4,8 @@
 
 #include "remora/proxy/downstream.h"
 #include "remora/proxy/grpc.h"
+#include "remora/proxy/h2_translate.h"
+#include "remora/proxy/worker_context.h"
 
 using namespace remora::proxy;
 using remora::http::LocalReason;
@@ -52,4 +54,32 @@ TEST_CASE("ALPN picks the codec; without it the listener's protocol stands") {
   CHECK(protocol_for_alpn("http/1.1", ListenerProtocol::kAuto) == ListenerProtocol::kHttp1);
   CHECK(protocol_for_alpn("", ListenerProtocol::kAuto) == ListenerProtocol::kAuto);
   CHECK(protocol_for_alpn("h3", ListenerProtocol::kHttp2) == ListenerProtocol::kHttp2);
+}
+
+TEST_CASE("h2_request: fields an HTTP/1.1 Connection header names stay behind, the rest pass lower-cased") {
+  remora::http::HeaderList fields;
+  fields.add("Connection", "keep-alive, X-Hop");
+  fields.add("X-Hop", "1");
+  fields.add("connection", "x-second");
+  fields.add("X-Second", "2");
+  fields.add("Keep-Alive", "timeout=5");
+  fields.add("X-End-To-End", "3");
+  fields.add("X-Forwarded-For", "10.0.0.1");
+  remora::http::HeaderMutation mutation;
+  WorkerContext worker;
+  auto out = h2_request("GET", "api", "/v1", fields, mutation, "127.0.0.1", worker);
+  auto value = [&out](std::string_view name) -> std::string {
+    for (const auto& [n, v] : out)
+      if (n == name) return v;
+    return "<absent>";
+  };
+  CHECK(out[0] == std::pair<std::string, std::string>{":method", "GET"});
+  CHECK(value("x-end-to-end") == "3");
+  CHECK(value("x-hop") == "<absent>");
+  CHECK(value("x-second") == "<absent>");
+  CHECK(value("connection") == "<absent>");
+  CHECK(value("keep-alive") == "<absent>");
+  CHECK(value("x-forwarded-for") == "10.0.0.1, 127.0.0.1");
+  CHECK(value("x-forwarded-proto") == "http");
+  CHECK(value("x-request-id").size() > 0);
 }
