@@ -9,8 +9,6 @@
 #include <limits>
 #include <sstream>
 
-#include <yaml-cpp/yaml.h>
-
 #include "checker.h"
 #include "yaml_document.h"
 #include "yaml_to_proto.h"
@@ -58,14 +56,14 @@ LoadedConfig load_document(std::string_view yaml, const std::string& file) {
     result.errors = std::move(document.errors);
     return result;
   }
-  const YAML::Node& root = document.root;
+  const detail::YamlNode* root = document.root;
   auto config = std::make_shared<v1::Config>();
   detail::YamlToProtoResult typed = detail::yaml_to_proto(root, *config, file);
   result.errors = std::move(typed.errors);
   result.errors.insert(result.errors.end(), document.errors.begin(), document.errors.end());
 
   // With no map at the top there is nothing the rules could say that is news.
-  if (!root.IsDefined() || root.IsNull() || root.IsMap()) {
+  if (root == nullptr || root->is_null() || root->is_map()) {
     std::vector<Diagnostic> semantic = without_echoes(
         detail::validate_config(*config, &typed.positions, file), result.errors, typed);
     result.errors.insert(result.errors.end(), semantic.begin(), semantic.end());

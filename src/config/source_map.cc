@@ -43,15 +43,36 @@ std::string parent_path(std::string_view path) {
   return std::string(path.substr(0, path[end - 1] == '.' ? end - 1 : end));
 }
 
-void SourceMap::record(const std::string& path, Position position) {
+void SourceMap::record(std::string_view path, Position position) {
   if (position.line <= 0) return;
-  positions_.emplace(path, position);
+  records_.push_back(Record{paths_.size(), path.size(), position});
+  paths_ += path;
+  if (!index_.empty()) index_.clear();  // rebuilt by the next find()
+}
+
+std::string_view SourceMap::path_of(const Record& record) const {
+  return std::string_view(paths_).substr(record.offset, record.size);
+}
+
+const SourceMap::Record* SourceMap::earliest(std::string_view path) const {
+  auto [begin, end] = index_.equal_range(std::hash<std::string_view>{}(path));
+  const Record* first = nullptr;
+  for (auto it = begin; it != end; ++it) {
+    const Record& candidate = records_[it->second];
+    if (path_of(candidate) == path && (first == nullptr || &candidate < first)) first = &candidate;
+  }
+  return first;
 }
 
 Position SourceMap::find(std::string_view path) const {
+  if (index_.empty()) {
+    for (std::size_t i = 0; i < records_.size(); ++i) {
+      index_.emplace(std::hash<std::string_view>{}(path_of(records_[i])), i);
+    }
+  }
   std::string current(path);
   while (true) {
-    if (auto it = positions_.find(current); it != positions_.end()) return it->second;
+    if (const Record* found = earliest(current)) return found->position;
     if (current.empty()) return {};
     current = parent_path(current);
   }

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace remora::config::detail {
 
@@ -27,14 +28,28 @@ std::string parent_path(std::string_view path);
 class SourceMap {
  public:
   // The first record of a path wins (a duplicate key is reported, not used).
-  void record(const std::string& path, Position position);
+  void record(std::string_view path, Position position);
 
   // The position of `path`, or of its nearest recorded ancestor: a rule about
   // a field the user left out points at the block that lacks it.
   Position find(std::string_view path) const;
 
  private:
-  std::unordered_map<std::string, Position> positions_;
+  // Every node of a file is recorded but only findings are looked up, so
+  // records go to flat storage (no allocation per path) and the index is
+  // built by the first lookup (so a SourceMap is not for sharing across
+  // threads; each load has its own).
+  struct Record {
+    std::size_t offset;  // of the path in paths_
+    std::size_t size;
+    Position position;
+  };
+  std::string_view path_of(const Record& record) const;
+  const Record* earliest(std::string_view path) const;  // of exactly `path`, or nullptr
+
+  std::string paths_;  // the recorded paths, back to back
+  std::vector<Record> records_;
+  mutable std::unordered_multimap<std::size_t, std::size_t> index_;  // path hash → record
 };
 
 }  // namespace remora::config::detail

@@ -3,6 +3,8 @@
 // positivity of every duration.
 #include <algorithm>
 #include <cmath>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <google/protobuf/descriptor.h>
 
@@ -15,6 +17,7 @@ namespace remora::config {
 namespace detail {
 namespace {
 
+using google::protobuf::Descriptor;
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 
@@ -141,14 +144,63 @@ void check_observability(const v1::Observability& observability, Checker& check)
   }
 }
 
+bool is_duration(const Descriptor* type) {
+  return type->well_known_type() == Descriptor::WELLKNOWNTYPE_DURATION;
+}
+
+// The fields of each message type that can hold a Duration at any depth,
+// in field-number order (as ListFields gives them). Most of a large config
+// (route matches, header maps, endpoints) holds none, and walking all of it
+// through reflection would be most of the cost of check_durations.
+class DurationFields {
+ public:
+  const std::vector<const FieldDescriptor*>& of(const Descriptor* type) {
+    auto [it, inserted] = known_.try_emplace(type);
+    if (!inserted) return it->second;
+    std::vector<const FieldDescriptor*>& fields = it->second;
+    for (int i = 0; i < type->field_count(); ++i) {
+      const FieldDescriptor* field = type->field(i);
+      std::unordered_set<const Descriptor*> visited;
+      if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE &&
+          reaches_duration(field->message_type(), visited)) {
+        fields.push_back(field);
+      }
+    }
+    std::sort(fields.begin(), fields.end(),
+              [](const FieldDescriptor* a, const FieldDescriptor* b) {
+                return a->number() < b->number();
+              });
+    return fields;
+  }
+
+ private:
+  static bool reaches_duration(const Descriptor* type,
+                               std::unordered_set<const Descriptor*>& visited) {
+    if (is_duration(type)) return true;
+    if (!visited.insert(type).second) return false;  // a recursive type, already being searched
+    for (int i = 0; i < type->field_count(); ++i) {
+      const FieldDescriptor* field = type->field(i);
+      if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE &&
+          reaches_duration(field->message_type(), visited)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Node-based, so references handed out stay valid as it grows.
+  std::unordered_map<const Descriptor*, std::vector<const FieldDescriptor*>> known_;
+};
+
 // Every duration in the schema is a timeout, interval or delay: zero or
 // negative has no meaning, and "unset" is how a user asks for the default.
-void check_durations(const Message& message, const std::string& path, Checker& check) {
-  std::vector<const FieldDescriptor*> fields;
-  message.GetReflection()->ListFields(message, &fields);
-  for (const FieldDescriptor* field : fields) {
-    if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
-    const auto* reflection = message.GetReflection();
+void check_durations(const Message& message, const std::string& path,
+                     DurationFields& duration_fields, Checker& check) {
+  const auto* reflection = message.GetReflection();
+  for (const FieldDescriptor* field : duration_fields.of(message.GetDescriptor())) {
+    bool set = field->is_repeated() ? reflection->FieldSize(message, field) > 0
+                                    : reflection->HasField(message, field);
+    if (!set) continue;
     std::string child = field_path(path, field->name());
     if (field->is_map()) {
       for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
@@ -156,14 +208,15 @@ void check_durations(const Message& message, const std::string& path, Checker& c
         const auto* key = entry.GetDescriptor()->map_key();
         if (key->cpp_type() != FieldDescriptor::CPPTYPE_STRING) continue;
         check_durations(entry, key_path(child, entry.GetReflection()->GetString(entry, key)),
-                        check);
+                        duration_fields, check);
       }
     } else if (field->is_repeated()) {
       for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
         check_durations(reflection->GetRepeatedMessage(message, field, i),
-                        index_path(child, static_cast<std::size_t>(i)), check);
+                        index_path(child, static_cast<std::size_t>(i)), duration_fields,
+                        check);
       }
-    } else if (field->message_type()->full_name() == "google.protobuf.Duration") {
+    } else if (is_duration(field->message_type())) {
       const auto& d =
           static_cast<const google::protobuf::Duration&>(reflection->GetMessage(message, field));
       bool well_formed = d.seconds() >= -315'576'000'000 && d.seconds() <= 315'576'000'000 &&
@@ -176,7 +229,7 @@ void check_durations(const Message& message, const std::string& path, Checker& c
         check.error(child, "must be greater than 0, got " + format_duration(d));
       }
     } else {
-      check_durations(reflection->GetMessage(message, field), child, check);
+      check_durations(reflection->GetMessage(message, field), child, duration_fields, check);
     }
   }
 }
@@ -219,7 +272,8 @@ std::vector<Diagnostic> validate_config(const v1::Config& config, const SourceMa
   check_route_tables(config, check);
   check_clusters(config, check);
   check_observability(config.observability(), check);
-  check_durations(config, "", check);
+  DurationFields duration_fields;
+  check_durations(config, "", duration_fields, check);
   return check.take();
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <regex>
+#include <unordered_set>
 
 #include "checker.h"
 #include "remora/config/address.h"
@@ -26,12 +27,15 @@ const std::vector<std::string>& retry_conditions() {
 }
 
 struct RouteContext {
-  const std::vector<std::string>& clusters;
+  const std::vector<std::string>& clusters;  // in file order, for "did you mean"
+  // The same names for lookups: every route names a cluster, and a config
+  // can have thousands of both.
+  const std::unordered_set<std::string_view>& cluster_names;
   Checker& check;
 };
 
 void check_cluster_reference(const std::string& name, const std::string& path, RouteContext& ctx) {
-  if (std::find(ctx.clusters.begin(), ctx.clusters.end(), name) == ctx.clusters.end()) {
+  if (!ctx.cluster_names.contains(name)) {
     ctx.check.error(path, "unknown cluster " + quoted(name) + did_you_mean(name, ctx.clusters));
   }
 }
@@ -229,7 +233,8 @@ void check_route_tables(const v1::Config& config, Checker& check) {
   check_unique_names(config.route_tables(), "route_tables", "route table", check);
   std::vector<std::string> clusters;
   for (const auto& cluster : config.clusters()) clusters.push_back(cluster.name());
-  RouteContext ctx{clusters, check};
+  std::unordered_set<std::string_view> cluster_names(clusters.begin(), clusters.end());
+  RouteContext ctx{clusters, cluster_names, check};
 
   for (int t = 0; t < config.route_tables_size(); ++t) {
     const v1::RouteTable& table = config.route_tables(t);

@@ -26,18 +26,16 @@ using google::protobuf::Reflection;
 using ScalarValue = std::variant<std::int32_t, std::int64_t, std::uint32_t, std::uint64_t, double,
                                  float, bool, std::string, const EnumValueDescriptor*>;
 
-// yaml-cpp tags plain scalars "?" and quoted ones "!". Quoting is how a user
-// says "this is text", so a quoted "4" is not accepted as a number.
-bool is_quoted(const YAML::Node& node) { return node.Tag() == "!"; }
-
-std::string describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
+// A quoted scalar is named as such: quoting is how a user says "this is
+// text", so a quoted "4" is not accepted as a number.
+std::string describe(const YamlNode& node) {
+  switch (node.kind) {
+    case YamlNode::Kind::kMap:
       return "a map";
-    case YAML::NodeType::Sequence:
+    case YamlNode::Kind::kSequence:
       return "a list";
-    case YAML::NodeType::Scalar:
-      return is_quoted(node) ? "the quoted string " + quoted(node.Scalar()) : quoted(node.Scalar());
+    case YamlNode::Kind::kScalar:
+      return node.quoted ? "the quoted string " + quoted(node.scalar) : quoted(node.scalar);
     default:
       return "nothing";
   }
@@ -151,50 +149,54 @@ class Walker {
   Walker(const std::string& file, YamlToProtoResult& out) : file_(file), out_(out) {}
 
   // `node` is a YAML map; each key names a field of `message`.
-  void fill_fields(const YAML::Node& node, Message& message, const std::string& path) {
+  void fill_fields(const YamlNode& node, Message& message, const std::string& path) {
     const Descriptor* type = message.GetDescriptor();
-    std::unordered_map<std::string, Position> seen;
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      // Copies: yaml-cpp iterators hand out temporaries (Node is a cheap handle).
-      const YAML::Node key = it->first;
-      const YAML::Node value = it->second;
-      Position key_at = position_of(key.Mark());
-      if (!key.IsScalar()) {
-        error(key_at, path, "expected a field name, got " + describe(key));
+    // Where each key was first written: by field, and by name for keys that
+    // name no field.
+    std::vector<std::optional<Position>> field_set_at(static_cast<std::size_t>(type->field_count()));
+    std::unordered_map<std::string, std::optional<Position>> unknown_set_at;
+    for (const auto& [key, value] : node.entries) {
+      Position key_at = key->position;
+      if (!key->is_scalar()) {
+        error(key_at, path, "expected a field name, got " + describe(*key));
         continue;
       }
-      const std::string& name = key.Scalar();
+      const std::string& name = key->scalar;
+      const FieldDescriptor* field = type->FindFieldByName(name);
       // yaml-cpp keeps both copies of a repeated key; silently using one
       // would hide a mistake.
-      if (auto [first, inserted] = seen.emplace(name, key_at); !inserted) {
+      std::optional<Position>& first = field != nullptr
+                                           ? field_set_at[static_cast<std::size_t>(field->index())]
+                                           : unknown_set_at[name];
+      if (first) {
         error(key_at, path,
               "duplicate field " + quoted(name) + " (first set on line " +
-                  std::to_string(first->second.line) + ")");
+                  std::to_string(first->line) + ")");
         continue;
       }
-      const FieldDescriptor* field = type->FindFieldByName(name);
+      first = key_at;
       if (field == nullptr) {
         error(key_at, path, "unknown field " + quoted(name) + unknown_hint(name, type));
         continue;
       }
       std::string child = field_path(path, name);
-      record(child, value, key_at);
-      if (value.IsNull()) continue;  // `key:` or `key: null` leaves the field unset
-      fill_field(value, message, field, child);
+      record(child, *value, key_at);
+      if (value->is_null()) continue;  // `key:` or `key: null` leaves the field unset
+      fill_field(*value, message, field, child);
     }
   }
 
   // Fills a message-typed value: a map of fields, a duration string, or the
   // scalar shorthand for the message's first field. Returns false, having
   // reported why, when the node has the wrong shape.
-  bool fill_message(const YAML::Node& node, Message& message, const std::string& path) {
+  bool fill_message(const YamlNode& node, Message& message, const std::string& path) {
     const Descriptor* type = message.GetDescriptor();
-    if (type->full_name() == "google.protobuf.Duration") {
-      if (!node.IsScalar()) {
+    if (type->well_known_type() == Descriptor::WELLKNOWNTYPE_DURATION) {
+      if (!node.is_scalar()) {
         error(node, path, "expected a duration such as 250ms or 2s, got " + describe(node));
         return false;
       }
-      DurationResult parsed = parse_duration(node.Scalar());
+      DurationResult parsed = parse_duration(node.scalar);
       if (!parsed.ok()) {
         error(node, path, parsed.error);
         return false;
@@ -202,17 +204,17 @@ class Walker {
       message.CopyFrom(parsed.value);
       return true;
     }
-    if (node.IsMap()) {
+    if (node.is_map()) {
       fill_fields(node, message, path);
       return true;
     }
     const FieldDescriptor* first = type->FindFieldByNumber(1);
-    if (node.IsScalar() && first != nullptr && !first->is_repeated() &&
+    if (node.is_scalar() && first != nullptr && !first->is_repeated() &&
         first->type() == FieldDescriptor::TYPE_STRING) {
       // `api-version: "2"` means {exact: "2"}; `admin: 127.0.0.1:9901` means {address: ...}.
       std::string child = field_path(path, first->name());
       record(child, node, {});
-      message.GetReflection()->SetString(&message, first, node.Scalar());
+      message.GetReflection()->SetString(&message, first, node.scalar);
       return true;
     }
     error(node, path, "expected a map, got " + describe(node));
@@ -220,7 +222,7 @@ class Walker {
   }
 
  private:
-  void fill_field(const YAML::Node& value, Message& message, const FieldDescriptor* field,
+  void fill_field(const YamlNode& value, Message& message, const FieldDescriptor* field,
                   const std::string& path) {
     if (field->is_map()) return fill_map_field(value, message, field, path);
     if (field->is_repeated()) return fill_list(value, message, field, path);
@@ -229,7 +231,7 @@ class Walker {
       // Built aside so that a value of the wrong shape leaves the field unset.
       std::unique_ptr<Message> built(reflection->GetMessage(message, field).New());
       if (fill_message(value, *built, path)) {
-        reflection->MutableMessage(&message, field)->CopyFrom(*built);
+        reflection->SetAllocatedMessage(&message, built.release(), field);
       }
       return;
     }
@@ -238,17 +240,18 @@ class Walker {
     }
   }
 
-  void fill_list(const YAML::Node& value, Message& message, const FieldDescriptor* field,
+  void fill_list(const YamlNode& value, Message& message, const FieldDescriptor* field,
                  const std::string& path) {
-    if (!value.IsSequence()) {
+    if (!value.is_sequence()) {
       std::string why = "expected a list, got " + describe(value);
-      if (value.IsScalar()) why += " (write [ " + value.Scalar() + " ] for a single item)";
+      if (value.is_scalar()) why += " (write [ " + value.scalar + " ] for a single item)";
       error(value, path, why);
       return;
     }
-    Position list_at = position_of(value.Mark());
+    Position list_at = value.position;
     std::size_t index = 0;
-    for (const YAML::Node& item : value) {
+    for (const YamlNode* item_node : value.items) {
+      const YamlNode& item = *item_node;
       std::string child = index_path(path, index++);
       record(child, item, list_at);
       // Every item is appended, even a bad one, so that indices in later
@@ -256,7 +259,7 @@ class Walker {
       if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
         Message* element = message.GetReflection()->AddMessage(&message, field);
         bool ok = false;
-        if (item.IsNull()) {
+        if (item.is_null()) {
           error(list_at, child, "empty list item");
         } else {
           ok = fill_message(item, *element, child);
@@ -265,7 +268,7 @@ class Walker {
         continue;
       }
       std::optional<ScalarValue> parsed;
-      if (item.IsNull()) {
+      if (item.is_null()) {
         error(list_at, child, "empty list item");
       } else {
         parsed = parse_scalar(item, field, child);
@@ -275,9 +278,9 @@ class Walker {
   }
 
   // map<K, V> fields: a YAML map of key → value.
-  void fill_map_field(const YAML::Node& value, Message& message, const FieldDescriptor* field,
+  void fill_map_field(const YamlNode& value, Message& message, const FieldDescriptor* field,
                       const std::string& path) {
-    if (!value.IsMap()) {
+    if (!value.is_map()) {
       error(value, path, "expected a map, got " + describe(value));
       return;
     }
@@ -285,29 +288,28 @@ class Walker {
     const FieldDescriptor* value_field = field->message_type()->map_value();
     const Reflection* reflection = message.GetReflection();
     std::unordered_map<std::string, Position> seen;
-    for (auto it = value.begin(); it != value.end(); ++it) {
-      // Copies: yaml-cpp iterators hand out temporaries (Node is a cheap handle).
-      const YAML::Node key = it->first;
-      const YAML::Node item = it->second;
-      Position key_at = position_of(key.Mark());
-      if (!key.IsScalar()) {
+    for (const auto& [key_node, item_node] : value.entries) {
+      const YamlNode& key = *key_node;
+      const YamlNode& item = *item_node;
+      Position key_at = key.position;
+      if (!key.is_scalar()) {
         error(key_at, path, "expected a key, got " + describe(key));
         continue;
       }
-      if (auto [first, inserted] = seen.emplace(key.Scalar(), key_at); !inserted) {
+      if (auto [first, inserted] = seen.emplace(key.scalar, key_at); !inserted) {
         error(key_at, path,
-              "duplicate key " + quoted(key.Scalar()) + " (first set on line " +
+              "duplicate key " + quoted(key.scalar) + " (first set on line " +
                   std::to_string(first->second.line) + ")");
         continue;
       }
-      std::string child = key_path(path, key.Scalar());
+      std::string child = key_path(path, key.scalar);
       record(child, item, key_at);
       auto parsed_key = parse_scalar(key, key_field, child);
       if (!parsed_key) continue;
 
       Message* entry = reflection->AddMessage(&message, field);
       std::visit(Store{*entry, key_field, false}, *parsed_key);
-      if (item.IsNull()) continue;  // the value type's default
+      if (item.is_null()) continue;  // the value type's default
       bool ok = false;
       if (value_field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
         Message* inner = entry->GetReflection()->MutableMessage(entry, value_field);
@@ -320,9 +322,9 @@ class Walker {
     }
   }
 
-  std::optional<ScalarValue> parse_scalar(const YAML::Node& node, const FieldDescriptor* field,
+  std::optional<ScalarValue> parse_scalar(const YamlNode& node, const FieldDescriptor* field,
                                           const std::string& path) {
-    if (!node.IsScalar()) {
+    if (!node.is_scalar()) {
       std::string why = "expected " + expectation(field) + ", got " + describe(node);
       if (field->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
         why += " (quote a value that starts with [ or {)";
@@ -330,7 +332,7 @@ class Walker {
       error(node, path, why);
       return std::nullopt;
     }
-    const std::string& text = node.Scalar();
+    const std::string& text = node.scalar;
     switch (field->cpp_type()) {
       case FieldDescriptor::CPPTYPE_STRING:
         return text;
@@ -339,7 +341,7 @@ class Walker {
       default:
         break;
     }
-    if (is_quoted(node)) {
+    if (node.quoted) {
       error(node, path,
             "expected " + expectation(field) + ", got " + describe(node) + " (remove the quotes)");
       return std::nullopt;
@@ -377,9 +379,9 @@ class Walker {
   }
 
   template <class T>
-  std::optional<ScalarValue> parse_integer(const YAML::Node& node, const FieldDescriptor* field,
+  std::optional<ScalarValue> parse_integer(const YamlNode& node, const FieldDescriptor* field,
                                            const std::string& path) {
-    const std::string& text = node.Scalar();
+    const std::string& text = node.scalar;
     T value{};
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     bool whole = end == text.data() + text.size();
@@ -394,16 +396,16 @@ class Walker {
     return std::nullopt;
   }
 
-  std::optional<ScalarValue> parse_enum(const YAML::Node& node, const FieldDescriptor* field,
+  std::optional<ScalarValue> parse_enum(const YamlNode& node, const FieldDescriptor* field,
                                         const std::string& path) {
-    std::string folded = lower(node.Scalar());
+    std::string folded = lower(node.scalar);
     const auto* type = field->enum_type();
     for (int i = 0; i < type->value_count(); ++i) {
       if (lower(type->value(i)->name()) == folded) return type->value(i);
     }
     std::vector<std::string> names = enum_names(field);
     error(node, path,
-          "invalid value " + quoted(node.Scalar()) + did_you_mean(node.Scalar(), names) +
+          "invalid value " + quoted(node.scalar) + did_you_mean(node.scalar, names) +
               ": expected one of " + join(names));
     return std::nullopt;
   }
@@ -417,14 +419,14 @@ class Walker {
 
   // Remembers where `path` was written; a null value has no useful mark of
   // its own (yaml-cpp gives the next token's), so its key stands in.
-  void record(const std::string& path, const YAML::Node& node, Position fallback) {
-    Position at = node.IsNull() ? fallback : position_of(node.Mark());
+  void record(std::string_view path, const YamlNode& node, Position fallback) {
+    Position at = node.is_null() ? fallback : node.position;
     if (at.line == 0) at = fallback;
     out_.positions.record(path, at);
   }
 
-  void error(const YAML::Node& node, const std::string& path, std::string message) {
-    error(position_of(node.Mark()), path, std::move(message));
+  void error(const YamlNode& node, const std::string& path, std::string message) {
+    error(node.position, path, std::move(message));
   }
 
   void error(Position at, const std::string& path, std::string message) {
@@ -437,21 +439,16 @@ class Walker {
 
 }  // namespace
 
-Position position_of(const YAML::Mark& mark) {
-  // yaml-cpp counts from 0 and uses -1 for "no position".
-  if (mark.line < 0 || mark.column < 0) return {};
-  return {mark.line + 1, mark.column + 1};
-}
-
-YamlToProtoResult yaml_to_proto(const YAML::Node& node, Message& message, const std::string& file) {
+YamlToProtoResult yaml_to_proto(const YamlNode* root, Message& message, const std::string& file) {
   YamlToProtoResult out;
   Walker walker(file, out);
-  if (!node.IsDefined() || node.IsNull()) return out;
-  out.positions.record("", position_of(node.Mark()));
-  if (node.IsMap()) {
+  if (root == nullptr || root->is_null()) return out;
+  const YamlNode& node = *root;
+  out.positions.record("", node.position);
+  if (node.is_map()) {
     walker.fill_fields(node, message, "");
   } else {
-    Position at = position_of(node.Mark());
+    Position at = node.position;
     out.errors.push_back(Diagnostic{file, at.line, at.column, "",
                                     "expected a map of settings (listeners:, clusters:, ...) at "
                                     "the top level, got " +

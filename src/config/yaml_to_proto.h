@@ -6,10 +6,10 @@
 #include <vector>
 
 #include <google/protobuf/message.h>
-#include <yaml-cpp/yaml.h>
 
 #include "remora/config/diagnostic.h"
 #include "source_map.h"
+#include "yaml_document.h"
 
 namespace remora::config::detail {
 
@@ -21,11 +21,9 @@ struct YamlToProtoResult {
   std::vector<std::string> placeholders;
 };
 
-Position position_of(const YAML::Mark& mark);
-
-// Fills `message` from `node`, which must be a YAML map (or null). Never
-// throws for bad input: every problem becomes a Diagnostic.
-YamlToProtoResult yaml_to_proto(const YAML::Node& node, google::protobuf::Message& message,
+// Fills `message` from `node`, which must be a YAML map (or null / nullptr).
+// Never throws for bad input: every problem becomes a Diagnostic.
+YamlToProtoResult yaml_to_proto(const YamlNode* node, google::protobuf::Message& message,
                                 const std::string& file);
 
 }  // namespace remora::config::detail

@@ -414,6 +414,38 @@ TEST_CASE("a second YAML document is an error") {
         "indentation, or remove the '---')\n");
 }
 
+TEST_CASE("a syntax error in a second document is still reported") {
+  // The document after the first is parsed only to be counted; its errors count too.
+  CHECK(errors_of(std::string(kMinimal) + "---\n{ bad\n") ==
+        "remora.yaml:14:1: YAML syntax error: end of map flow not found\n");
+  CHECK(errors_of(std::string(kMinimal) + "---\nworkers: 1\n---\nworkers: 2\n") ==
+        "remora.yaml:13:1: a second YAML document starts here; remora reads one (check the "
+        "indentation, or remove the '---')\n");
+}
+
+TEST_CASE("an alias is the anchored value and is reported where the anchor is") {
+  CHECK(errors_of(R"(
+listeners:
+  - name: &main main
+    address: &addr 127.0.0.1:8080
+    route_table: *main
+route_tables:
+  - name: *main
+    routes:
+      - &route { cluster: app, retry: { attempts: *addr } }
+      - *route
+clusters:
+  - name: app
+    endpoints: [ *addr, *main ]
+)") == "remora.yaml:2:11: clusters[0].endpoints[1]: invalid endpoint \"main\": missing :port\n"
+       "remora.yaml:3:14: route_tables[0].routes[0].retry.attempts: expected a non-negative "
+       "integer, got \"127.0.0.1:8080\"\n"
+       "remora.yaml:3:14: route_tables[0].routes[1].retry.attempts: expected a non-negative "
+       "integer, got \"127.0.0.1:8080\"\n");
+  CHECK(errors_of("listeners: []\nroute_tables: [ { name: x, routes: *nowhere } ]\n") ==
+        "remora.yaml:2:36: YAML syntax error: the referenced anchor is not defined\n");
+}
+
 // ---------------------------------------------------------------------------
 // Collecting everything
 
