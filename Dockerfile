@@ -34,8 +34,8 @@ RUN --mount=type=cache,target=/root/.cache/ccache \
 # The Debian packages holding the shared libraries the binary links (ldd +
 # dpkg -S), for the runtime stage to install: computed from the binary so the
 # list cannot drift from the code. Today it resolves to
-#   libc6 libfmt9 libgcc-s1 libprometheus-cpp-core1.0 libprotobuf32
-#   libspdlog1.10 libstdc++6 libyaml-cpp0.7 zlib1g
+#   libc6 libfmt9 libgcc-s1 libjemalloc2 libprometheus-cpp-core1.0
+#   libprotobuf32 libspdlog1.10 libstdc++6 libyaml-cpp0.7 zlib1g
 # and will pick up libssl3 / libnghttp2-14 / libgrpc++1.51 when the binary
 # starts linking them.
 RUN set -e; \

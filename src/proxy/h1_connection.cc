@@ -1111,7 +1111,15 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
         co_return false;
       }
       if (request.is_done()) break;
-      size_t n = co_await client_.async_read_some(in_.prepare(next_read_size(in_)), nothrow(ec));
+      const size_t room = next_read_size(in_);
+      if (room == 0) {  // a chunk header longer than any sane one fills the buffer
+        disarm();
+        give_up();
+        co_await reject(*current_.listener, LocalReason::kBadRequest);
+        finish_request(400, "bad_request");
+        co_return false;
+      }
+      size_t n = co_await client_.async_read_some(in_.prepare(room), nothrow(ec));
       if (ec) {
         disarm();
         give_up();
@@ -1182,7 +1190,8 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   bool has_length = false;
   for (const auto& f : response) has_length |= f.first == "content-length";
   const bool no_body = current_.head_method || status == 204 || status == 304;
-  const bool chunked = !no_body && !has_length;
+  // An HTTP/1.0 client cannot read chunks: its body ends with the connection.
+  const bool chunked = !no_body && !has_length && request.version >= 11;
   const bool close = !keep_alive || close_after_ || worker_.draining || request.version < 11;
   out_.clear();
   out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
@@ -1246,7 +1255,12 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     in_.consume(used);
     discarded += used;
     if (ec || request.is_done()) break;
-    size_t n = co_await client_.async_read_some(in_.prepare(next_read_size(in_)), nothrow(ec));
+    const size_t room = next_read_size(in_);
+    if (room == 0) {  // the buffer is full of a chunk header: nothing more can be parsed
+      ec = beast::http::error::bad_chunk;
+      break;
+    }
+    size_t n = co_await client_.async_read_some(in_.prepare(room), nothrow(ec));
     in_.commit(n);
   }
   deadline.cancel();

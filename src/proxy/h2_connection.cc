@@ -52,6 +52,7 @@ using Clock = std::chrono::steady_clock;
 using http::LocalReason;
 
 constexpr size_t kReadChunk = net::kRecycledBlock;
+constexpr size_t kIdleRead = 2 * 1024;  // a read without an open stream (see run)
 constexpr size_t kStreamHighWater = 64 * 1024;  // response bytes queued per stream
 constexpr int32_t kStreamWindow = 64 * 1024;
 constexpr int32_t kConnectionWindow = 1024 * 1024;
@@ -164,6 +165,7 @@ class H2Connection final : public DownstreamConnection,
     flush();
   }
   void watch_idle(std::shared_ptr<H2Stream> stream);
+  void watch_connection_idle(std::chrono::milliseconds timeout);
   void stream_idle_expired(H2Stream& s);
   void submit_response(H2Stream& s, unsigned status, const upstream::Fields& fields,
                        bool with_body);
@@ -203,6 +205,7 @@ class H2Connection final : public DownstreamConnection,
   bool writing_ = false;
   bool draining_ = false;
   asio::steady_timer idle_timer_;
+  Clock::time_point idle_since_ = Clock::now();  // when the last open stream closed
   std::map<int32_t, std::shared_ptr<H2Stream>> streams_;
   observe::ListenerSeries* stats_ = nullptr;
   std::chrono::milliseconds stream_idle_timeout_{300'000};
@@ -263,6 +266,7 @@ awaitable<void> H2Connection::run() {
   if (listener) max_concurrent_streams_ = listener->limits.max_concurrent_streams;
   if (listener && start_session(listener->limits)) {
     flush();
+    watch_connection_idle(idle_timeout);
     for (;;) {
       if (in_.size() != 0) {
         auto data = static_cast<const uint8_t*>(in_.data().data());
@@ -289,30 +293,22 @@ awaitable<void> H2Connection::run() {
       }
       if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) break;
       if (draining_ && streams_.empty()) break;
-      // An idle connection (no stream open) closes after idle_timeout.
-      idle_timer_.expires_after(idle_timeout);
-      auto self = shared_from_this();
-      idle_timer_.async_wait([self](error_code ec) {
-        if (ec || !self->streams_.empty()) return;
-        self->count(observe::H2Defence::kIdleTimeout);
-        nghttp2_submit_goaway(self->session_, NGHTTP2_FLAG_NONE,
-                              nghttp2_session_get_last_proc_stream_id(self->session_),
-                              NGHTTP2_NO_ERROR, nullptr, 0);
-        self->flush();
-        self->client_.cancel(ec);
-      });
-      in_.shrink_to_fit();
-      error_code ec;
-      co_await client_.async_wait(tcp::socket::wait_read, nothrow(ec));
-      if (!ec) {
-        size_t n = co_await client_.async_read_some(in_.prepare(kReadChunk), nothrow(ec));
-        in_.commit(n);
+      // Without an open stream only a small read buffer is held. Reading
+      // rather than waiting for readability without one spares an epoll_ctl
+      // per read (Asio re-arms the descriptor for every such wait).
+      size_t room = kReadChunk;
+      if (streams_.empty()) {
+        if (in_.capacity() > kIdleRead) in_.shrink_to_fit();
+        room = kIdleRead;
       }
-      idle_timer_.cancel();
+      error_code ec;
+      size_t n = co_await client_.async_read_some(in_.prepare(room), nothrow(ec));
       if (ec) break;
+      in_.commit(n);
     }
     flush();
   }
+  idle_timer_.cancel();  // its handler holds this connection
 
   close_streams();
   // Let the last frames (GOAWAY) go out before closing.
@@ -498,6 +494,7 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t,
   if (it == self->streams_.end()) return 0;
   auto stream = it->second;
   self->streams_.erase(it);
+  if (self->streams_.empty()) self->idle_since_ = Clock::now();
   stream->closed = true;
   stream->idle.cancel();
   if (self->note_reset(stream->reset_by_client) && !self->connection_refused_)
@@ -634,6 +631,25 @@ void H2Connection::watch_idle(std::shared_ptr<H2Stream> stream) {
     if (Clock::now() - stream->last_active < self->stream_idle_timeout_)
       return self->watch_idle(stream);  // there was activity meanwhile
     self->stream_idle_expired(*stream);
+  });
+}
+
+// The connection closes (GOAWAY NO_ERROR) after `timeout` without an open
+// stream. One timer for the connection's life, never re-armed per read: when
+// it fires early it waits again until the last stream's close + `timeout`.
+void H2Connection::watch_connection_idle(std::chrono::milliseconds timeout) {
+  const auto due = streams_.empty() ? idle_since_ + timeout : Clock::now() + timeout;
+  idle_timer_.expires_at(due);
+  idle_timer_.async_wait([self = shared_from_this(), timeout](error_code ec) {
+    if (ec) return;
+    if (!self->streams_.empty() || Clock::now() < self->idle_since_ + timeout)
+      return self->watch_connection_idle(timeout);
+    self->count(observe::H2Defence::kIdleTimeout);
+    nghttp2_submit_goaway(self->session_, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(self->session_),
+                          NGHTTP2_NO_ERROR, nullptr, 0);
+    self->flush();
+    self->client_.cancel(ec);
   });
 }
 

@@ -29,12 +29,13 @@ upstream connections).
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import time
 
 import pytest
 
-from helpers import H2_ERRORS, H2Conn, metric, wait_until
+from helpers import H2_ERRORS, H2Conn, RawConn, metric, request_bytes, wait_until
 
 CLUSTER = "app"
 RETRIES = "remora_upstream_refused_stream_retries_total"
@@ -295,6 +296,53 @@ def test_h2_request_trailers_reach_the_h2_upstream(procs):
     assert len(got) == 1 and got[0]["complete"], got
     assert got[0]["trailers"] == {"x-checksum": "abc123"}, got
     assert "x-checksum" not in got[0]["headers"], got  # a trailer, not a header
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, from /proc (clock ticks of 1/100 s)."""
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_endless_chunk_header_to_an_h2_upstream_is_400_without_spinning(procs, tmp_path):
+    """An HTTP/1.1 chunked upload to an http2 cluster whose chunk header never
+    ends (a 120 KiB chunk extension) fills the read buffer: remora answers
+    400 bad_request and closes, without spinning on empty reads, and the
+    upstream never sees a complete request."""
+    up = procs.h2_upstream("h2up")
+    r = procs.remora(config(up))
+    before = cpu_seconds(r.pid)
+    with RawConn(r.port("main")) as c:
+        c.send(request_bytes("POST", "/endless-chunk-ext", [("Transfer-Encoding", "chunked")],
+                             b"5\r\nhello\r\n5;" + b"x" * (120 * 1024)))
+        resp = c.read_final_response()
+        assert resp.status == 400, resp
+        assert resp.header("x-remora-reason") == "bad_request", resp
+        assert c.closed_by_peer(5), "connection left open after 400"
+    time.sleep(0.5)
+    spent = cpu_seconds(r.pid) - before
+    assert spent < 0.5, "remora used %.2f s of CPU for one bad request" % spent
+    assert [q for q in attempts(up, "/endless-chunk-ext") if q["complete"]] == [], up.requests()
+    assert curl(r.port("main"), "/after", "1.1", tmp_path).status == 200
+
+
+def test_http10_client_gets_a_close_delimited_body_not_chunks(procs):
+    """An HTTP/2 upstream's response without content-length, to an HTTP/1.0
+    client: HTTP/1.0 has no chunked coding (RFC 9112 §7.1), so the body ends
+    with the connection."""
+    up = procs.h2_upstream("h2up")
+    r = procs.remora(config(up))
+    with socket.create_connection(("127.0.0.1", r.port("main")), timeout=5) as s:
+        s.sendall(b"GET /h10?fail=1 HTTP/1.0\r\nHost: app\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    head = head.decode("latin-1").lower()
+    assert head.startswith("http/1.1 503"), head
+    assert "transfer-encoding" not in head and "content-length" not in head, head
+    assert "connection: close" in head, head
+    assert body == b"failing on purpose\n", body
 
 
 # ---------------------------------------------------------------- d) stream idle timeout
