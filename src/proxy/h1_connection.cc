@@ -1186,7 +1186,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   }
   up->keep_sent = false;  // answered: what was kept for a replay can go
   const unsigned status = up->status;
-  auto response = h2_response(up->headers, route.response_headers);
+  auto response = h2_response(std::move(up->headers), route.response_headers);
   bool has_length = false;
   for (const auto& f : response) has_length |= f.first == "content-length";
   const bool no_body = current_.head_method || status == 204 || status == 304;
@@ -1216,7 +1216,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     }
     // The tail goes with the rest unless request bytes are left to drop first (below).
     const bool with_tail = chunked && up->end && request.is_done();
-    if (with_tail) tail = chunked_tail(h2_response(up->trailers, {}));
+    if (with_tail) tail = chunked_tail(h2_response(std::move(up->trailers), {}));
     if (have_piece || !head.empty() || with_tail) {
       char size_line[24];
       int size_len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
@@ -1270,7 +1270,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     co_return false;
   }
   if (chunked && !tail_sent) {
-    tail = chunked_tail(h2_response(up->trailers, {}));
+    tail = chunked_tail(h2_response(std::move(up->trailers), {}));
     co_await asio::async_write(client_, asio::buffer(tail), nothrow(ec));
   }
   finish_request(status, "");

@@ -1058,8 +1058,9 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   s.touch();
   const unsigned status = response.status;
   upstream::Fields head_fields_in;
+  head_fields_in.reserve(response.headers.size());
   for (const auto& f : response.headers) head_fields_in.emplace_back(f.name, f.value);
-  auto out_fields = h2_response(head_fields_in, route.response_headers);
+  auto out_fields = h2_response(std::move(head_fields_in), route.response_headers);
   up.buffer.consume(head_end);
   const bool has_body = !response.is_done();
   s.out_end = !has_body;
@@ -1296,7 +1297,7 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamReset);
     co_return false;
   }
-  auto response = h2_response(up->headers, route.response_headers);
+  auto response = h2_response(std::move(up->headers), route.response_headers);
   s.on_body_sent = [client, id = up->id](size_t n) { client->consume(id, n); };
   // A response that ended with its head (gRPC trailers-only) has no DATA.
   const bool has_body = !(up->end && s.body_out.empty());

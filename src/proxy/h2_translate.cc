@@ -62,13 +62,15 @@ upstream::Fields h2_request(std::string_view method, std::string_view authority,
   return out;
 }
 
-upstream::Fields h2_response(const upstream::Fields& fields, const http::HeaderMutation& mutation) {
-  upstream::Fields out;
-  out.reserve(fields.size() + mutation.add.size());
-  for (const auto& [n, v] : fields)
-    if (!connection_specific(n, v) && !mutation.removes(n)) out.emplace_back(lower_case(n), v);
-  for (const auto& [n, v] : mutation.add) out.emplace_back(n, v);
-  return out;
+upstream::Fields h2_response(upstream::Fields fields, const http::HeaderMutation& mutation) {
+  std::erase_if(fields, [&mutation](const auto& f) {
+    return connection_specific(f.first, f.second) || mutation.removes(f.first);
+  });
+  for (auto& [name, value] : fields)
+    for (auto& c : name)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c | 0x20);
+  for (const auto& [n, v] : mutation.add) fields.emplace_back(n, v);
+  return fields;
 }
 
 }  // namespace remora::proxy

@@ -27,7 +27,8 @@ upstream::Fields h2_request(std::string_view method, std::string_view authority,
                             WorkerContext& worker);
 
 // A response's fields for the other side: lower-case names, no
-// connection-specific fields, route mutations applied.
-upstream::Fields h2_response(const upstream::Fields& fields, const http::HeaderMutation& mutation);
+// connection-specific fields, route mutations applied. Done in place on
+// `fields` (move them in: no copy of a field).
+upstream::Fields h2_response(upstream::Fields fields, const http::HeaderMutation& mutation);
 
 }  // namespace remora::proxy
