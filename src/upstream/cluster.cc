@@ -20,10 +20,12 @@ void Cluster::set_endpoints(const std::vector<EndpointAddress>& addresses) {
   }
   endpoints_ = std::move(next);
   if (next_ >= endpoints_.size()) next_ = 0;
+  stats_.clear();
   outlier_states_.clear();
   cumulative_.clear();
   uint64_t total = 0;
   for (auto& endpoint : endpoints_) {
+    stats_.push_back(&endpoint->stats());
     outlier_states_.push_back(&endpoint->stats().outlier);
     total += endpoint->address().weight;
     cumulative_.push_back(total);
@@ -49,7 +51,8 @@ size_t Cluster::random_index(uint64_t random) const {
                              cumulative_.begin());
 }
 
-size_t Cluster::balance(uint64_t random, std::optional<uint64_t> hash, Clock::time_point now) {
+// Inlined into choose(), its only caller: one stack frame per pick.
+[[gnu::always_inline]] inline size_t Cluster::balance(uint64_t random, const uint64_t* key) {
   const size_t n = endpoints_.size();
   switch (spec_->lb) {
     case LbPolicy::kLeastRequest: {
@@ -58,17 +61,21 @@ size_t Cluster::balance(uint64_t random, std::optional<uint64_t> hash, Clock::ti
       if (n == 1) return 0;
       size_t a = random % n;
       size_t b = (a + 1 + (random >> 32) % (n - 1)) % n;
-      if (const bool usable_a = usable(a, now); usable_a != usable(b, now)) return usable_a ? a : b;
+      if (const bool usable_a = usable(a); usable_a != usable(b)) return usable_a ? a : b;
       auto load = [&](size_t i, size_t other) {
-        const auto active = endpoints_[i]->stats().active_requests.load(std::memory_order_relaxed);
+        const auto active = stats_[i]->active_requests.load(std::memory_order_relaxed);
+        if (!weighted_) return active;
         return (active + 1) * static_cast<int64_t>(endpoints_[other]->address().weight);
       };
-      return load(b, a) < load(a, b) ? b : a;
+      // Which one wins is a coin toss to the branch predictor: an indexed
+      // load instead of a branch it would miss half the time.
+      const size_t pair[2] = {a, b};
+      return pair[load(b, a) < load(a, b)];
     }
     case LbPolicy::kRingHash:
     case LbPolicy::kMaglev:
-      if (hash) {
-        auto picked = ring_ ? ring_->pick(*hash) : maglev_ ? maglev_->pick(*hash) : std::nullopt;
+      if (key) {
+        auto picked = ring_ ? ring_->pick(*key) : maglev_ ? maglev_->pick(*key) : std::nullopt;
         if (picked) return *picked;
       }
       return random_index(random);  // no key: spread at random
@@ -77,41 +84,54 @@ size_t Cluster::balance(uint64_t random, std::optional<uint64_t> hash, Clock::ti
     case LbPolicy::kRoundRobin:
       break;
   }
-  if (weighted_) {
-    // Smooth weighted round robin: each endpoint gains its weight, the one
-    // furthest ahead is chosen and pays the total, so the picks interleave
-    // (weights 5:1:1 give a a b a c a a, not a a a a a b c).
-    size_t best = 0;
-    for (size_t i = 0; i < n; ++i) {
-      current_[i] += endpoints_[i]->address().weight;
-      if (current_[i] > current_[best]) best = i;
-    }
-    current_[best] -= static_cast<int64_t>(cumulative_.back());
-    return best;
-  }
+  if (weighted_) return weighted_round_robin();
   const size_t i = next_;
   next_ = next_ + 1 == n ? 0 : next_ + 1;
   return i;
 }
 
-std::shared_ptr<UpstreamEndpoint> Cluster::pick(uint64_t random, std::optional<uint64_t> hash) {
+size_t Cluster::weighted_round_robin() {
+  // Smooth weighted round robin: each endpoint gains its weight, the one
+  // furthest ahead is chosen and pays the total, so the picks interleave
+  // (weights 5:1:1 give a a b a c a a, not a a a a a b c).
+  size_t best = 0;
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    current_[i] += endpoints_[i]->address().weight;
+    if (current_[i] > current_[best]) best = i;
+  }
+  current_[best] -= static_cast<int64_t>(cumulative_.back());
+  return best;
+}
+
+bool Cluster::ended(Clock::time_point until) {
+  if (!seen_is_now_) {
+    seen_ = Clock::now();
+    seen_is_now_ = true;
+  }
+  return until <= seen_;
+}
+
+std::shared_ptr<UpstreamEndpoint> Cluster::choose(uint64_t random, const uint64_t* key) {
+  if (endpoints_.empty()) return nullptr;
+  seen_is_now_ = false;
+  const size_t chosen = balance(random, key);
+  if (usable(chosen)) [[likely]] return endpoints_[chosen];
+  return stand_in(chosen, key ? *key : random);
+}
+
+std::shared_ptr<UpstreamEndpoint> Cluster::stand_in(size_t chosen, uint64_t seed) {
+  // A few weighted draws over the cluster (seeded by the key under a hash,
+  // so each key's stand-in stays the same and the keys spread over the
+  // others instead of piling onto one neighbour), then the first usable
+  // endpoint in list order.
   const size_t n = endpoints_.size();
-  if (n == 0) return nullptr;
-  const auto now = Clock::now();
-  const size_t chosen = balance(random, hash, now);
-  if (usable(chosen, now)) return endpoints_[chosen];
-  // The balancer's choice is out: a few weighted draws over the cluster
-  // (seeded by the key under a hash, so each key's stand-in stays the same
-  // and the keys spread over the others instead of piling onto one
-  // neighbour), then the first usable endpoint in list order.
-  const uint64_t seed = hash ? *hash : random;
   for (uint64_t draw = 1; draw <= 4; ++draw) {
     const size_t i = random_index(fmix64(seed + draw * 0x9E3779B97F4A7C15ULL));
-    if (usable(i, now)) return endpoints_[i];
+    if (usable(i)) return endpoints_[i];
   }
   for (size_t step = 1; step < n; ++step) {
     const size_t i = (chosen + step) % n;
-    if (usable(i, now)) return endpoints_[i];
+    if (usable(i)) return endpoints_[i];
   }
   if (spec_->stats) spec_->stats->panic_picks.add();
   return endpoints_[chosen];
@@ -131,7 +151,12 @@ std::shared_ptr<UpstreamEndpoint> Cluster::pick_other(const UpstreamEndpoint* av
 void Cluster::record(UpstreamEndpoint& endpoint, policy::Outcome outcome) {
   if (!spec_->outlier) return;
   auto& state = endpoint.stats().outlier;
-  if (!spec_->outlier->record(state, outcome, outlier_states_, Clock::now())) return;
+  // A success on an endpoint that is not ejected only clears its counters,
+  // and any time after its ejection ended says so: one already seen spares
+  // the clock read on most requests.
+  const bool settled = outcome == policy::Outcome::kSuccess && state.ejected_until() <= seen_;
+  if (!spec_->outlier->record(state, outcome, outlier_states_, settled ? seen_ : Clock::now()))
+    return;
   if (spec_->stats) spec_->stats->ejections.add();
   const auto out_for = std::chrono::duration_cast<std::chrono::milliseconds>(
       state.ejected_until() - Clock::now());

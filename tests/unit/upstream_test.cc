@@ -2,10 +2,12 @@
 // set update: what decides which instance of a service gets a request.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio/ip/address.hpp>
@@ -273,6 +275,101 @@ TEST_CASE("ejection respects max_ejection_percent, and the state follows the end
   next.erase(next.begin() + 3);
   c.set_endpoints(next);
   CHECK(c.endpoints()[0]->stats().outlier.is_ejected(now));
+}
+
+// Whether an ejection still runs is first compared with a time the cluster
+// already read; only an ejection that may still run reads the clock. These
+// pin down that the time is never stale: an ejection that begins after the
+// cluster last read it is honoured at once, and one that ends lets its
+// endpoint back in with no other event (no record, no endpoint set change).
+TEST_CASE("an ejection is honoured at once, and its end lets the endpoint back in, by itself") {
+  using namespace std::chrono_literals;
+  const std::vector<LbPolicy> policies = {LbPolicy::kRoundRobin, LbPolicy::kLeastRequest,
+                                          LbPolicy::kRandom, LbPolicy::kRingHash,
+                                          LbPolicy::kMaglev};
+  std::vector<Cluster> clusters;
+  for (auto lb : policies) {
+    auto spec = std::make_shared<ClusterSpec>();
+    spec->name = "backend";
+    spec->lb = lb;
+    spec->outlier = std::make_shared<remora::policy::OutlierDetector>(
+        remora::policy::OutlierDetectionOptions{.base_ejection_time = 1s,
+                                                .max_ejection_time = 1s,
+                                                .max_ejection_percent = 100});
+    clusters.emplace_back(spec);
+    clusters.back().set_endpoints(addresses(4));
+  }
+  auto spread = [](Cluster& c) {
+    std::map<std::string, int> count;
+    std::mt19937_64 rng(9);
+    for (int i = 0; i < 400; ++i) ++count[text_of(c.pick(rng(), rng()))];
+    return count;
+  };
+  for (auto& c : clusters) {
+    CHECK(spread(c).size() == 4);  // reads no clock: nothing was ever ejected
+    // A first ejection, then (once the cluster has read the clock) a second.
+    eject(c, "10.0.0.2:8080");
+    CHECK(spread(c).count("10.0.0.2:8080") == 0);
+    eject(c, "10.0.0.3:8080");
+  }
+  const auto first_end = clusters.front().endpoints()[1]->stats().outlier.ejected_until();
+  const auto last_end = clusters.back().endpoints()[2]->stats().outlier.ejected_until();
+  for (size_t k = 0; k < clusters.size(); ++k) {
+    CAPTURE(static_cast<int>(policies[k]));
+    const auto count = spread(clusters[k]);
+    // A second of ejection is far longer than these picks take.
+    REQUIRE_MESSAGE(std::chrono::steady_clock::now() < first_end, "the test thread stalled 1 s");
+    CHECK(count.count("10.0.0.2:8080") == 0);
+    CHECK(count.count("10.0.0.3:8080") == 0);
+  }
+  std::this_thread::sleep_until(last_end + 10ms);
+  for (size_t k = 0; k < clusters.size(); ++k) {
+    CAPTURE(static_cast<int>(policies[k]));
+    auto count = spread(clusters[k]);
+    CHECK(count["10.0.0.2:8080"] > 0);
+    CHECK(count["10.0.0.3:8080"] > 0);
+  }
+}
+
+TEST_CASE("outcomes recorded through the cluster: ignored while ejected, counted once it ends") {
+  using namespace std::chrono_literals;
+  auto spec = std::make_shared<ClusterSpec>();
+  spec->name = "backend";
+  spec->lb = LbPolicy::kRoundRobin;
+  spec->outlier = std::make_shared<remora::policy::OutlierDetector>(
+      remora::policy::OutlierDetectionOptions{.base_ejection_time = 1s,
+                                              .max_ejection_time = 1s,
+                                              .max_ejection_percent = 100});
+  Cluster c(spec);
+  c.set_endpoints(addresses(3));
+  auto& endpoint = *c.endpoints()[0];
+  const auto& state = endpoint.stats().outlier;
+  auto record = [&](remora::policy::Outcome outcome, int times) {
+    for (int i = 0; i < times; ++i) c.record(endpoint, outcome);
+  };
+  using remora::policy::Outcome;
+  record(Outcome::kSuccess, 3);
+  record(Outcome::kGatewayFailure, 5);
+  const auto until = state.ejected_until();
+  REQUIRE(state.is_ejected(std::chrono::steady_clock::now()));
+  // In-flight outcomes while it is out change nothing.
+  record(Outcome::kGatewayFailure, 5);
+  record(Outcome::kSuccess, 1);
+  record(Outcome::kGatewayFailure, 5);
+  REQUIRE_MESSAGE(std::chrono::steady_clock::now() < until, "the test thread stalled 1 s");
+  CHECK(state.ejected_until() == until);
+  CHECK(state.times_ejected() == 1);
+  std::this_thread::sleep_until(until + 10ms);
+  for (int i = 0; i < 3; ++i) c.pick(0);  // the cluster reads the clock past the ejection
+  CHECK(text_of(c.pick(0)) == "10.0.0.1:8080");
+  // A success between failures still resets the count...
+  record(Outcome::kGatewayFailure, 4);
+  record(Outcome::kSuccess, 1);
+  record(Outcome::kGatewayFailure, 4);
+  CHECK_FALSE(state.is_ejected(std::chrono::steady_clock::now()));
+  // ...and the fifth in a row ejects it again.
+  record(Outcome::kGatewayFailure, 1);
+  CHECK(state.is_ejected(std::chrono::steady_clock::now()));
 }
 
 TEST_CASE("ring_hash and maglev send a key to the same endpoint, and only its keys move") {
