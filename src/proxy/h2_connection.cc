@@ -1106,7 +1106,8 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     s.upstream.reset();
     co_return false;
   }
-  const bool complete = response.is_done() && !ec && !s.timed_out;
+  // Whole is whole, even if the deadline fired after the last bytes came.
+  const bool complete = response.is_done() && !ec;
   s.out_end = true;
   if (!complete) {
     s.upstream.reset();
@@ -1292,7 +1293,9 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     client->cancel(up->id);
     co_return false;
   }
-  if (!up->headers_done) {
+  // Timed out before a whole response was in hand: the client gets the
+  // timeout (nothing was sent to it yet), not a head cut short.
+  if (!up->headers_done || (s.timed_out && !up->end)) {
     client->cancel(up->id);
     fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamReset);
     co_return false;
@@ -1319,7 +1322,10 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     co_await s.wake.wait();
     pump_request();
   }
-  if (s.closed || up->reset || s.timed_out) {
+  // A response that arrived whole goes out whole, even if the deadline fired
+  // before this coroutine ran again (both in one turn of the event loop): a
+  // RST_STREAM now would also drop the HEADERS still queued in nghttp2.
+  if (s.closed || (!up->end && (up->reset || s.timed_out))) {
     if (!up->end) client->cancel(up->id);
     if (!s.closed)
       nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_INTERNAL_ERROR);
