@@ -64,7 +64,7 @@ auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, 
 
 struct H2Stream {
   explicit H2Stream(int32_t stream_id, const asio::any_io_executor& ex)
-      : id(stream_id), wake(ex), deadline(ex), idle(ex) {
+      : id(stream_id), wake(ex) {
     fields.reserve(16);  // a typical request head without regrowing per field
   }
 
@@ -106,8 +106,9 @@ struct H2Stream {
   std::function<void(size_t)> on_body_sent;  // an h2 upstream opens its window
 
   Signal wake;
-  asio::steady_timer deadline;
-  asio::steady_timer idle;
+  // While serve_stream runs: the request's deadline (the connection's
+  // timer checks it, with last_active + stream_idle_timeout).
+  Clock::time_point deadline = Clock::time_point::max();
   std::unique_ptr<upstream::UpstreamConnection> upstream;
 };
 
@@ -127,7 +128,7 @@ class H2Connection final : public DownstreamConnection,
         worker_(worker),
         listener_name_(std::move(listener)),
         in_(std::move(initial)),
-        idle_timer_(client_.get_executor()) {
+        timer_(client_.get_executor()) {
     error_code ec;
     client_.set_option(tcp::no_delay(true), ec);
     auto peer = client_.remote_endpoint(ec);
@@ -164,8 +165,9 @@ class H2Connection final : public DownstreamConnection,
     nghttp2_session_terminate_session(session_, code);
     flush();
   }
-  void watch_idle(std::shared_ptr<H2Stream> stream);
-  void watch_connection_idle(std::chrono::milliseconds timeout);
+  void arm_timer(Clock::time_point due);
+  void on_timer();
+  void deadline_expired(H2Stream& s);
   void stream_idle_expired(H2Stream& s);
   void submit_response(H2Stream& s, unsigned status, const upstream::Fields& fields,
                        bool with_body);
@@ -204,8 +206,13 @@ class H2Connection final : public DownstreamConnection,
   nghttp2_session* session_ = nullptr;
   bool writing_ = false;
   bool draining_ = false;
-  asio::steady_timer idle_timer_;
+  // One timer for the connection's idle timeout and every stream's deadline
+  // and idle timeout, armed for the earliest of them (see arm_timer).
+  asio::steady_timer timer_;
+  Clock::time_point timer_due_ = Clock::time_point::max();
+  bool finished_ = false;  // run() is over: the timer stays off
   Clock::time_point idle_since_ = Clock::now();  // when the last open stream closed
+  std::chrono::milliseconds idle_timeout_{3'600'000};
   std::map<int32_t, std::shared_ptr<H2Stream>> streams_;
   observe::ListenerSeries* stats_ = nullptr;
   std::chrono::milliseconds stream_idle_timeout_{300'000};
@@ -260,13 +267,15 @@ awaitable<void> H2Connection::run() {
   stats_ = listener ? listener->stats : nullptr;
   if (stats_) stats_->active_connections.add(1);
   open_downstream_connections().fetch_add(1);
-  auto idle_timeout = listener ? listener->limits.idle_timeout : std::chrono::hours(1);
-  if (listener) stream_idle_timeout_ = listener->limits.stream_idle_timeout;
+  if (listener) {
+    idle_timeout_ = listener->limits.idle_timeout;
+    stream_idle_timeout_ = listener->limits.stream_idle_timeout;
+  }
 
   if (listener) max_concurrent_streams_ = listener->limits.max_concurrent_streams;
   if (listener && start_session(listener->limits)) {
     flush();
-    watch_connection_idle(idle_timeout);
+    arm_timer(idle_since_ + idle_timeout_);
     for (;;) {
       if (in_.size() != 0) {
         auto data = static_cast<const uint8_t*>(in_.data().data());
@@ -308,7 +317,8 @@ awaitable<void> H2Connection::run() {
     }
     flush();
   }
-  idle_timer_.cancel();  // its handler holds this connection
+  finished_ = true;
+  timer_.cancel();  // its handler holds this connection
 
   close_streams();
   // Let the last frames (GOAWAY) go out before closing.
@@ -338,7 +348,6 @@ void H2Connection::drain() {
 void H2Connection::close_streams() {
   for (auto& [id, stream] : streams_) {
     stream->closed = true;
-    stream->idle.cancel();
     error_code ec;
     if (stream->upstream) stream->upstream->socket.close(ec);
     stream->wake.notify();
@@ -386,7 +395,7 @@ int H2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_frame
   }
   auto stream = std::make_shared<H2Stream>(frame->hd.stream_id, self->client_.get_executor());
   nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, stream.get());
-  self->watch_idle(stream);
+  self->arm_timer(stream->last_active + self->stream_idle_timeout_);
   self->streams_[frame->hd.stream_id] = std::move(stream);
   return 0;
 }
@@ -494,9 +503,11 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t,
   if (it == self->streams_.end()) return 0;
   auto stream = it->second;
   self->streams_.erase(it);
-  if (self->streams_.empty()) self->idle_since_ = Clock::now();
+  if (self->streams_.empty()) {
+    self->idle_since_ = Clock::now();
+    self->arm_timer(self->idle_since_ + self->idle_timeout_);
+  }
   stream->closed = true;
-  stream->idle.cancel();
   if (self->note_reset(stream->reset_by_client) && !self->connection_refused_)
     self->refuse_connection(observe::H2Defence::kRapidReset, NGHTTP2_ENHANCE_YOUR_CALM);
   error_code ec;
@@ -621,36 +632,58 @@ void H2Connection::reply_local(H2Stream& s, LocalReason reason, unsigned status,
   submit_response(s, reply.status, fields, true);
 }
 
-// A stream with no frame either way and no upstream progress for
-// stream_idle_timeout ends: 408 before the response head, RST_STREAM after
-// it (or while its head is still incomplete).
-void H2Connection::watch_idle(std::shared_ptr<H2Stream> stream) {
-  stream->idle.expires_at(stream->last_active + stream_idle_timeout_);
-  stream->idle.async_wait([self = shared_from_this(), stream](error_code ec) {
-    if (ec || stream->closed) return;
-    if (Clock::now() - stream->last_active < self->stream_idle_timeout_)
-      return self->watch_idle(stream);  // there was activity meanwhile
-    self->stream_idle_expired(*stream);
+// The timer is re-armed only when something is due before it: a new
+// stream's deadline is later than the streams' before it, so under steady
+// traffic a request arms nothing and the timer fires about once per timeout.
+void H2Connection::arm_timer(Clock::time_point due) {
+  if (due >= timer_due_ || finished_) return;
+  timer_due_ = due;
+  timer_.expires_at(due);  // cancels the wait for the later time
+  timer_.async_wait([self = shared_from_this()](error_code ec) {
+    if (!ec) self->on_timer();
   });
 }
 
-// The connection closes (GOAWAY NO_ERROR) after `timeout` without an open
-// stream. One timer for the connection's life, never re-armed per read: when
-// it fires early it waits again until the last stream's close + `timeout`.
-void H2Connection::watch_connection_idle(std::chrono::milliseconds timeout) {
-  const auto due = streams_.empty() ? idle_since_ + timeout : Clock::now() + timeout;
-  idle_timer_.expires_at(due);
-  idle_timer_.async_wait([self = shared_from_this(), timeout](error_code ec) {
-    if (ec) return;
-    if (!self->streams_.empty() || Clock::now() < self->idle_since_ + timeout)
-      return self->watch_connection_idle(timeout);
-    self->count(observe::H2Defence::kIdleTimeout);
-    nghttp2_submit_goaway(self->session_, NGHTTP2_FLAG_NONE,
-                          nghttp2_session_get_last_proc_stream_id(self->session_),
-                          NGHTTP2_NO_ERROR, nullptr, 0);
-    self->flush();
-    self->client_.cancel(ec);
-  });
+// Without an open stream for idle_timeout the connection closes (GOAWAY
+// NO_ERROR). A stream ends at its deadline, or after stream_idle_timeout
+// without a frame either way or upstream progress: 408 before the response
+// head, RST_STREAM after it (or while its head is still incomplete).
+void H2Connection::on_timer() {
+  timer_due_ = Clock::time_point::max();
+  const auto now = Clock::now();
+  if (streams_.empty()) {
+    if (now < idle_since_ + idle_timeout_) return arm_timer(idle_since_ + idle_timeout_);
+    count(observe::H2Defence::kIdleTimeout);
+    nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
+                          nullptr, 0);
+    flush();
+    error_code ec;
+    client_.cancel(ec);
+    return;
+  }
+  auto next = Clock::time_point::max();
+  for (auto& [id, stream] : streams_) {  // expiring submits frames, never closes a stream here
+    H2Stream& s = *stream;
+    if (s.closed) continue;
+    if (!s.timed_out && s.deadline <= now) deadline_expired(s);
+    if (!s.timed_out) next = std::min(next, s.deadline);
+    const bool idle_expired = s.timed_out && s.timeout_reason == LocalReason::kStreamIdleTimeout;
+    if (idle_expired) continue;
+    const auto idle_due = s.last_active + stream_idle_timeout_;
+    if (idle_due <= now)
+      stream_idle_expired(s);
+    else
+      next = std::min(next, idle_due);
+  }
+  arm_timer(next);
+}
+
+void H2Connection::deadline_expired(H2Stream& s) {
+  s.timed_out = true;
+  error_code ec;
+  if (s.upstream) s.upstream->socket.close(ec);
+  s.wake.notify();
 }
 
 void H2Connection::stream_idle_expired(H2Stream& s) {
@@ -701,17 +734,12 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
       // deadline shortens it, never lengthens it.
       const auto timeout = request_timeout(*route, fields);
       s.route_deadline = timeout == route->timeout;
-      s.deadline.expires_after(timeout);
-      s.deadline.async_wait([stream](error_code ec) {
-        if (ec || stream->timed_out) return;
-        stream->timed_out = true;
-        if (stream->upstream) stream->upstream->socket.close(ec);
-        stream->wake.notify();
-      });
+      s.deadline = Clock::now() + timeout;
+      arm_timer(s.deadline);
       co_await exchange(stream, *view, *route, fields, series, upstream_address);
     }
   }
-  s.deadline.cancel();
+  s.deadline = Clock::time_point::max();
   // Metrics and the log describe what the client got: wait until nghttp2
   // has sent the last DATA (or the stream was reset).
   while (!s.closed) co_await s.wake.wait();
@@ -849,7 +877,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     if (body_dropped || s.closed || s.timed_out) co_return false;
     auto now = Clock::now();
     auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()), wait_hint);
-    if (now + wait >= s.deadline.expiry()) co_return false;
+    if (now + wait >= s.deadline) co_return false;
     if (!take_retry(route, target, spec, retry_slot, now)) co_return false;
     ++retries;
     asio::steady_timer pause(client_.get_executor(), wait);
@@ -1183,7 +1211,7 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     if (!s.in_end || (up && !up->keep_sent) || s.closed || s.timed_out) co_return false;
     auto now = Clock::now();
     auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()), wait_hint);
-    if (now + wait >= s.deadline.expiry()) co_return false;
+    if (now + wait >= s.deadline) co_return false;
     if (!take_retry(route, target, spec, retry_slot, now)) co_return false;
     retire_stream();
     ++retries;
