@@ -10,7 +10,7 @@
 namespace remora::http::h1 {
 
 // On the raw head bytes: NUL, a bare CR or LF, obs-fold (a line starting with
-// SP/HTAB), control characters inside field values.
+// SP/HTAB), control characters other than HTAB (DEL included) anywhere.
 bool raw_head_is_clean(std::string_view head);
 
 // On the parsed fields: Content-Length and Transfer-Encoding together,
