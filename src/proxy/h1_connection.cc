@@ -962,23 +962,11 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   in_.consume(head_size);  // the request's views die here
 
   // Shared with the client's callbacks, which may outlive this coroutine.
-  struct Wake {
-    explicit Wake(const asio::any_io_executor& ex) : signal(ex) {}
-    Signal signal;
-    bool timed_out = false;  // the route's deadline (or the client's)
-    // The current try's per_try_timeout expired; a timer handler sets it
-    // only while its try (try_number) is the current one.
-    unsigned try_number = 0;
-    bool try_timed_out = false;
-  };
-  auto wake = std::make_shared<Wake>(timer_.get_executor());
+  // Its waits end at the route's deadline (or the client's) at the latest:
+  // no timer of its own per request.
+  auto wake = std::make_shared<Signal>(timer_.get_executor());
   const auto route_deadline = Clock::now() + timeout;
-  asio::steady_timer deadline(timer_.get_executor(), route_deadline);
-  deadline.async_wait([wake](error_code e) {
-    if (e) return;
-    wake->timed_out = true;
-    wake->signal.notify();
-  });
+  auto timed_out = [&] { return Clock::now() >= route_deadline; };
 
   std::shared_ptr<upstream::H2Client> client;
   std::shared_ptr<upstream::H2ClientStream> up;
@@ -1011,8 +999,8 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
       co_return LocalReason::kUpstreamConnectFailure;
     }
     auto fresh = std::make_shared<upstream::H2ClientStream>();
-    fresh->on_event = [wake] { wake->signal.notify(); };
-    fresh->on_request_taken = [wake](size_t) { wake->signal.notify(); };
+    fresh->on_event = [wake] { wake->notify(); };
+    fresh->on_request_taken = [wake](size_t) { wake->notify(); };
     if (up) {  // the retired stream's kept bytes: it has nothing left to send
       fresh->request_buffer = std::move(up->request_buffer);
       up->request_buffer.clear();
@@ -1038,7 +1026,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     // A body is sent again from what the stream kept: all of it, or no
     // retry. Before the first stream opened none of it was read: any try may.
     if (has_body && up && (!request.is_done() || !up->keep_sent)) co_return false;
-    if (wake->timed_out) co_return false;
+    if (timed_out()) co_return false;
     auto now = Clock::now();
     auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()), wait_hint);
     if (now + wait >= route_deadline) co_return false;
@@ -1050,7 +1038,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     co_await pause.async_wait(nothrow(ec));
     ec = {};
     if (auto other = cluster.pick_other(endpoint_.get(), worker_.random())) endpoint_ = other;
-    co_return !wake->timed_out;
+    co_return !timed_out();
   };
   if (current_.target->retry_budget) current_.target->retry_budget->record_request(Clock::now());
 
@@ -1083,10 +1071,10 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     // -- request body (a retry's kept bytes go out first); a client that
     // stops sending is cut off after the listener's stream idle timeout
     if (!request.is_done()) arm(Deadline::kStreamIdle, current_.listener->limits.stream_idle_timeout);
-    while (!request.is_done() && !wake->timed_out) {
+    while (!request.is_done() && !timed_out()) {
       if (up->end || up->reset) break;  // answered early (RFC 9113 §8.1) or reset: see below
       if (up->request_buffer.size() - up->request_sent >= kHighWater) {
-        co_await wake->signal.wait();
+        co_await wake->wait(route_deadline);
         continue;
       }
       size_t used = 0;
@@ -1133,42 +1121,33 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
 
     // -- response head, within this try's per_try_timeout from here (the
     // upload is the client's time, not the upstream's)
-    ++wake->try_number;
-    wake->try_timed_out = false;
-    asio::steady_timer per_try(timer_.get_executor());
-    if (retry.per_try_timeout.count() > 0) {
-      per_try.expires_after(retry.per_try_timeout);
-      per_try.async_wait([wake, number = wake->try_number](error_code e) {
-        if (e || wake->try_number != number) return;
-        wake->try_timed_out = true;
-        wake->signal.notify();
-      });
-    }
-    while (!up->headers_done && !up->reset && !wake->timed_out && !wake->try_timed_out)
-      co_await wake->signal.wait();
-    per_try.cancel();
-    ++wake->try_number;  // a handler already queued is for a try that is over
+    const auto try_deadline = retry.per_try_timeout.count() > 0
+                                  ? std::min(route_deadline, Clock::now() + retry.per_try_timeout)
+                                  : route_deadline;
+    while (!up->headers_done && !up->reset && Clock::now() < try_deadline)
+      co_await wake->wait(try_deadline);
     if (!up->headers_done) {
+      const bool expired = timed_out();
       // Refused unprocessed (GOAWAY above it, REFUSED_STREAM): the same
       // request once more on a fresh stream to the same endpoint; not a retry.
-      if (up->replayable() && resends < upstream::H2ClientStream::kMaxResends &&
-          !wake->timed_out) {
+      if (up->replayable() && resends < upstream::H2ClientStream::kMaxResends && !expired) {
         ++resends;
         spec.stats->refused_stream_retries.add();
         retire_stream();
         continue;
       }
-      const bool per_try_expired = wake->try_timed_out && !wake->timed_out;
+      const bool per_try_expired =
+          !expired && try_deadline < route_deadline && Clock::now() >= try_deadline;
       // A deadline the client shortened says nothing about the endpoint.
-      if (!wake->timed_out || timeout == route.timeout)
+      if (!expired || timeout == route.timeout)
         cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
-      if (!wake->timed_out &&
+      if (!expired &&
           co_await next_try(per_try_expired ? policy::TryOutcome::kPerTryTimeout
                                             : policy::TryOutcome::kReset))
         continue;
       give_up();
-      auto reason = wake->timed_out || per_try_expired ? LocalReason::kUpstreamTimeout
-                                                        : LocalReason::kUpstreamReset;
+      auto reason = expired || per_try_expired ? LocalReason::kUpstreamTimeout
+                                               : LocalReason::kUpstreamReset;
       const bool go_on = request.is_done() && keep_alive;  // the client's side is whole
       co_await reply_local(reason, !go_on);
       finish_request(http::local_reply(reason).status, http::local_reply(reason).reason);
@@ -1233,17 +1212,15 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
       if (with_tail) break;
       continue;
     }
-    if (up->end || up->reset || wake->timed_out) break;
-    co_await wake->signal.wait();
+    if (up->end || up->reset || timed_out()) break;
+    co_await wake->wait(route_deadline);
   }
   // Answered before the whole request: read and drop the rest (bounded in
   // bytes and by the route deadline), so that the client reads its response
   // instead of failing on an upload into a closed connection.
   constexpr uint64_t kMaxDiscard = 4 * 1024 * 1024;
   uint64_t discarded = 0;
-  deadline.async_wait([this](error_code e) {
-    if (!e) client_.cancel(e);
-  });
+  arm(Deadline::kRoute, route_deadline - Clock::now());
   while (!ec && up->end && !request.is_done() && discarded < kMaxDiscard) {
     size_t used = 0;
     while (!request.is_done() && used < in_.size()) {
@@ -1263,7 +1240,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     size_t n = co_await client_.async_read_some(in_.prepare(room), nothrow(ec));
     in_.commit(n);
   }
-  deadline.cancel();
+  disarm();
   if (ec || !up->end) {  // cut short: the client sees the connection close
     give_up();
     finish_request(status, ec ? "downstream_reset" : "upstream_reset");

@@ -1008,10 +1008,10 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     // try's connection, and only that one.
     ++s.try_number;
     s.try_timed_out = false;
-    asio::steady_timer per_try(client_.get_executor());
+    std::optional<asio::steady_timer> per_try;  // only with a per_try_timeout
     if (retry.per_try_timeout.count() > 0) {
-      per_try.expires_after(retry.per_try_timeout);
-      per_try.async_wait([ref, number = s.try_number](error_code e) {
+      per_try.emplace(client_.get_executor(), retry.per_try_timeout);
+      per_try->async_wait([ref, number = s.try_number](error_code e) {
         if (e || ref->try_number != number) return;
         ref->try_timed_out = true;
         if (ref->upstream) ref->upstream->socket.close(e);
@@ -1048,7 +1048,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
       }
       up.buffer.commit(n);
     }
-    per_try.cancel();
+    if (per_try) per_try->cancel();
     ++s.try_number;  // a handler already queued is for a try that is over
     if (s.closed) {
       s.upstream.reset();
@@ -1263,10 +1263,10 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     // -- response head (the request body keeps streaming meanwhile)
     ++s.try_number;
     s.try_timed_out = false;
-    asio::steady_timer per_try(client_.get_executor());
+    std::optional<asio::steady_timer> per_try;  // only with a per_try_timeout
     if (retry.per_try_timeout.count() > 0) {
-      per_try.expires_after(retry.per_try_timeout);
-      per_try.async_wait([ref, number = s.try_number](error_code ec) {
+      per_try.emplace(client_.get_executor(), retry.per_try_timeout);
+      per_try->async_wait([ref, number = s.try_number](error_code ec) {
         if (ec || ref->try_number != number) return;
         ref->try_timed_out = true;
         ref->wake.notify();
@@ -1276,7 +1276,7 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
       co_await s.wake.wait();
       if (!s.body_in.empty() || s.in_end) client->resume(up->id);
     }
-    per_try.cancel();
+    if (per_try) per_try->cancel();
     ++s.try_number;  // a handler already queued is for a try that is over
     if (s.timed_out && !up->headers_done && blames_endpoint(s))
       cluster.record(*endpoint, policy::Outcome::kGatewayFailure);

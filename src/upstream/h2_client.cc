@@ -195,13 +195,19 @@ void H2Client::write_pending() {
 
 // ---------------------------------------------------------------- callbacks
 
-int H2Client::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
-                        size_t name_len, const uint8_t* value, size_t value_len, uint8_t,
-                        void* user) {
-  auto* self = static_cast<H2Client*>(user);
-  auto it = self->streams_.find(frame->hd.stream_id);
-  if (it == self->streams_.end()) return 0;
-  auto& stream = *it->second;
+// A stream's callbacks find it through nghttp2's stream user data (set at
+// submit, gone with the stream): a hash lookup, not a walk of streams_.
+namespace {
+H2ClientStream* stream_of(nghttp2_session* session, int32_t stream_id) {
+  return static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(session, stream_id));
+}
+}  // namespace
+
+int H2Client::on_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
+                        size_t name_len, const uint8_t* value, size_t value_len, uint8_t, void*) {
+  auto* found = stream_of(session, frame->hd.stream_id);
+  if (!found) return 0;
+  auto& stream = *found;
   std::string_view n(reinterpret_cast<const char*>(name), name_len);
   std::string_view v(reinterpret_cast<const char*>(value), value_len);
   if (frame->headers.cat == NGHTTP2_HCAT_HEADERS && stream.headers_done) {
@@ -216,7 +222,7 @@ int H2Client::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint
   return 0;
 }
 
-int H2Client::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+int H2Client::on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
   auto* self = static_cast<H2Client*>(user);
   if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
     self->ping_outstanding_ = false;
@@ -229,9 +235,9 @@ int H2Client::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* 
       if (id > frame->goaway.last_stream_id) stream->refused = true;
     return 0;
   }
-  auto it = self->streams_.find(frame->hd.stream_id);
-  if (it == self->streams_.end()) return 0;
-  auto& stream = *it->second;
+  auto* found = stream_of(session, frame->hd.stream_id);
+  if (!found) return 0;
+  auto& stream = *found;
   if (frame->hd.type == NGHTTP2_HEADERS) {
     if (stream.status != 0 && !stream.headers_done) {
       stream.headers_done = true;  // a final response head (1xx heads are skipped)
@@ -245,15 +251,14 @@ int H2Client::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* 
 }
 
 int H2Client::on_data_chunk(nghttp2_session* session, uint8_t, int32_t stream_id,
-                            const uint8_t* data, size_t len, void* user) {
-  auto* self = static_cast<H2Client*>(user);
-  auto it = self->streams_.find(stream_id);
-  if (it == self->streams_.end() || !it->second->response_body) {
+                            const uint8_t* data, size_t len, void*) {
+  auto* stream = stream_of(session, stream_id);
+  if (!stream || !stream->response_body) {
     nghttp2_session_consume(session, stream_id, len);
     return 0;
   }
-  it->second->response_body->append(reinterpret_cast<const char*>(data), len);
-  if (it->second->on_event) it->second->on_event();
+  stream->response_body->append(reinterpret_cast<const char*>(data), len);
+  if (stream->on_event) stream->on_event();
   return 0;
 }
 

@@ -382,6 +382,31 @@ def test_http1_client_to_http2_cluster_per_try_timeout_ends_each_try(procs):
     assert len([q for q in up.requests() if q["path"] == "/slow"]) == 2
 
 
+def test_http1_client_to_http2_cluster_route_timeout_is_504_and_the_connection_goes_on(procs):
+    """Without a retry policy the route's deadline alone ends the wait for
+    the response head, a client's shorter x-remora-timeout-ms ends it
+    sooner, and the keep-alive connection serves the next request."""
+    up = procs.h2_upstream("h2up")
+    r = procs.remora(simple_config(
+        [{"name": "r", "match": {"prefix": "/"}, "cluster": "app", "timeout": "400ms"}],
+        [h2_cluster(up.addr)]))
+    conn = http.client.HTTPConnection("127.0.0.1", r.port(), timeout=10)
+    cases = (("/slow?delay=3000", {}, 504, 0.35, 2.0),
+             ("/slow?delay=3000", {"x-remora-timeout-ms": "100"}, 504, 0.08, 0.38),
+             ("/fast", {}, 200, 0.0, 1.0))
+    for path, headers, status, low, high in cases:
+        start = time.monotonic()
+        conn.request("GET", path, headers=headers)
+        res = conn.getresponse()
+        res.read()
+        took = time.monotonic() - start
+        assert res.status == status, (path, headers, res.status, res.getheaders())
+        if status == 504:
+            assert res.getheader("x-remora-reason") == "upstream_timeout", res.getheaders()
+        assert low <= took <= high, (path, headers, took)
+    conn.close()
+
+
 def test_http1_to_http1_connect_failure_is_retried_with_an_unread_body(procs):
     dead = dead_address()
     up = procs.upstream("up")
