@@ -39,6 +39,7 @@ using asio::awaitable;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using http::LocalReason;
+using namespace std::string_view_literals;  // appended literals need no strlen
 
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kIdleRead = 2 * 1024;  // the first read of a request (see read_request_head)
@@ -94,8 +95,8 @@ std::string_view with_attempt_header(std::string_view head, unsigned n, std::str
 // The end of a chunked body: the last chunk, the trailers, the blank line.
 std::string chunked_tail(const upstream::Fields& trailers) {
   std::string tail = "0\r\n";
-  for (const auto& [n, v] : trailers) tail.append(n).append(": ").append(v).append("\r\n");
-  tail.append("\r\n");
+  for (const auto& [n, v] : trailers) tail.append(n).append(": "sv).append(v).append("\r\n"sv);
+  tail.append("\r\n"sv);
   return tail;
 }
 
@@ -1173,13 +1174,13 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   const bool chunked = !no_body && !has_length && request.version >= 11;
   const bool close = !keep_alive || close_after_ || worker_.draining || request.version < 11;
   out_.clear();
-  out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
+  out_.append("HTTP/1.1 "sv).append(std::to_string(status)).append(" "sv);
   out_.append(beast::http::obsolete_reason(static_cast<beast::http::status>(status)));
-  out_.append("\r\n");
-  for (const auto& [n, v] : response) out_.append(n).append(": ").append(v).append("\r\n");
-  if (chunked) out_.append("transfer-encoding: chunked\r\n");
-  if (close) out_.append("connection: close\r\n");
-  out_.append("\r\n");
+  out_.append("\r\n"sv);
+  for (const auto& [n, v] : response) out_.append(n).append(": "sv).append(v).append("\r\n"sv);
+  if (chunked) out_.append("transfer-encoding: chunked\r\n"sv);
+  if (close) out_.append("connection: close\r\n"sv);
+  out_.append("\r\n"sv);
 
   // -- response body and trailers, gathered with the head into as few writes
   // as what has arrived allows: a small response is one write.
@@ -1197,11 +1198,12 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     const bool with_tail = chunked && up->end && request.is_done();
     if (with_tail) tail = chunked_tail(h2_response(std::move(up->trailers), {}));
     if (have_piece || !head.empty() || with_tail) {
-      char size_line[24];
-      int size_len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
       const bool framed = chunked && have_piece;
+      char size_line[24];
+      const int size_len =
+          framed ? std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size()) : 0;
       std::array<asio::const_buffer, 5> parts{
-          asio::buffer(head), asio::buffer(size_line, framed ? static_cast<size_t>(size_len) : 0),
+          asio::buffer(head), asio::buffer(size_line, static_cast<size_t>(size_len)),
           asio::buffer(piece.data(), have_piece ? piece.size() : 0),
           asio::buffer("\r\n", framed ? 2 : 0), asio::buffer(tail.data(), with_tail ? tail.size() : 0)};
       co_await asio::async_write(client_, parts, nothrow(ec));

@@ -593,12 +593,15 @@ ssize_t H2Connection::read_body(nghttp2_session* session, int32_t stream_id, uin
 
 void H2Connection::submit_response(H2Stream& s, unsigned status, const upstream::Fields& fields,
                                    bool with_body) {
-  char status_text[4];  // nghttp2 copies the fields when the frame is submitted
-  std::snprintf(status_text, sizeof status_text, "%03u", status % 1000);
+  // nghttp2 copies the fields when the frame is submitted
+  const char status_text[3] = {static_cast<char>('0' + status / 100 % 10),
+                               static_cast<char>('0' + status / 10 % 10),
+                               static_cast<char>('0' + status % 10)};
   std::vector<nghttp2_nv> nva;
   nva.reserve(fields.size() + 1);
   nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(":status")),
-                 reinterpret_cast<uint8_t*>(status_text), 7, 3, NGHTTP2_NV_FLAG_NONE});
+                 reinterpret_cast<uint8_t*>(const_cast<char*>(status_text)), 7, 3,
+                 NGHTTP2_NV_FLAG_NONE});
   upstream::append_nva(fields, nva);
   s.status = status;
   s.grpc_status = grpc_status_in(fields);
@@ -952,9 +955,10 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
         bytes = piece;
       }
       char size_line[24];
-      int size_len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", bytes.size());
+      const int size_len =
+          chunked ? std::snprintf(size_line, sizeof size_line, "%zx\r\n", bytes.size()) : 0;
       std::array<asio::const_buffer, 3> parts{
-          asio::buffer(size_line, chunked ? static_cast<size_t>(size_len) : 0),
+          asio::buffer(size_line, static_cast<size_t>(size_len)),
           asio::buffer(bytes), asio::buffer("\r\n", chunked ? 2 : 0)};
       const size_t written = bytes.size();
       co_await asio::async_write(up.socket, parts, nothrow(ec));

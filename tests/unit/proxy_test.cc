@@ -5,6 +5,7 @@
 #include "remora/proxy/downstream.h"
 #include "remora/proxy/grpc.h"
 #include "remora/proxy/h2_translate.h"
+#include "remora/proxy/request_id.h"
 #include "remora/proxy/worker_context.h"
 
 using namespace remora::proxy;
@@ -82,4 +83,23 @@ TEST_CASE("h2_request: fields an HTTP/1.1 Connection header names stay behind, t
   CHECK(value("x-forwarded-for") == "10.0.0.1, 127.0.0.1");
   CHECK(value("x-forwarded-proto") == "http");
   CHECK(value("x-request-id").size() > 0);
+}
+
+TEST_CASE("make_request_id: UUID layout (8-4-4-4-12 lower-case hex, version 4), new each time") {
+  WorkerContext worker;
+  worker.seed(7);
+  char first[kRequestIdSize], second[kRequestIdSize];
+  const auto a = make_request_id(worker, first);
+  const auto b = make_request_id(worker, second);
+  CHECK(a != b);
+  for (auto id : {a, b}) {
+    REQUIRE(id.size() == 36);
+    for (size_t i = 0; i < id.size(); ++i) {
+      if (i == 8 || i == 13 || i == 18 || i == 23)
+        CHECK(id[i] == '-');
+      else
+        CHECK(((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')));
+    }
+    CHECK(id[14] == '4');
+  }
 }

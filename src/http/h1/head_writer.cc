@@ -4,10 +4,14 @@
 #include <charconv>
 
 namespace remora::http::h1 {
+
+// Literals as string_views: appended without a strlen each.
+using namespace std::string_view_literals;
+
 namespace {
 
 void append_field(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name).append(": ").append(value).append("\r\n");
+  out.append(name).append(": "sv).append(value).append("\r\n"sv);
 }
 
 void append_number(std::string& out, unsigned long long n) {
@@ -59,8 +63,8 @@ bool is_hop_by_hop(std::string_view name) {
 }
 
 void write_request_head(std::string& out, const RequestHeadOut& head) {
-  out.append(head.method).append(" ");
-  out.append(head.target_prefix).append(head.target_rest).append(" HTTP/1.1\r\n");
+  out.append(head.method).append(" "sv);
+  out.append(head.target_prefix).append(head.target_rest).append(" HTTP/1.1\r\n"sv);
   const ConnectionTokens connection(*head.headers);
   bool has_forwarded_for = false;
   bool has_request_id = false;
@@ -81,52 +85,52 @@ void write_request_head(std::string& out, const RequestHeadOut& head) {
     append_field(out, name, field.value);
   }
   // Every earlier hop, in order (repeated fields are one list), then ours.
-  out.append("x-forwarded-for: ");
+  out.append("x-forwarded-for: "sv);
   if (has_forwarded_for)
     for (const auto& field : *head.headers)
-      if (iequals(field.name, "x-forwarded-for")) out.append(field.value).append(", ");
-  out.append(head.client_address).append("\r\n");
+      if (iequals(field.name, "x-forwarded-for")) out.append(field.value).append(", "sv);
+  out.append(head.client_address).append("\r\n"sv);
   if (!has_forwarded_proto) append_field(out, "x-forwarded-proto", head.forwarded_proto);
   if (!has_request_id && !head.new_request_id.empty())
     append_field(out, "x-request-id", head.new_request_id);
   append_additions(out, head.mutation);
-  if (head.chunked) out.append("transfer-encoding: chunked\r\n");
+  if (head.chunked) out.append("transfer-encoding: chunked\r\n"sv);
   if (!head.upgrade.empty()) {
-    out.append("connection: upgrade\r\n");
+    out.append("connection: upgrade\r\n"sv);
     append_field(out, "upgrade", head.upgrade);
   }
-  out.append("\r\n");
+  out.append("\r\n"sv);
 }
 
 void write_response_head(std::string& out, const ResponseHeadOut& head) {
-  out.append("HTTP/1.1 ");
+  out.append("HTTP/1.1 "sv);
   append_number(out, head.status);
-  out.append(" ").append(head.reason).append("\r\n");
+  out.append(" "sv).append(head.reason).append("\r\n"sv);
   const ConnectionTokens connection(*head.headers);
   for (const auto& field : *head.headers) {
     if (dropped(connection, head.mutation, field.name)) continue;
     append_field(out, field.name, field.value);
   }
   append_additions(out, head.mutation);
-  if (head.chunked) out.append("transfer-encoding: chunked\r\n");
+  if (head.chunked) out.append("transfer-encoding: chunked\r\n"sv);
   if (!head.upgrade.empty()) {
-    out.append("connection: upgrade\r\n");
+    out.append("connection: upgrade\r\n"sv);
     append_field(out, "upgrade", head.upgrade);
   } else if (head.close) {
-    out.append("connection: close\r\n");
+    out.append("connection: close\r\n"sv);
   }
-  out.append("\r\n");
+  out.append("\r\n"sv);
 }
 
 void write_local_reply(std::string& out, unsigned status, std::string_view status_text,
                        std::string_view reason, bool close) {
-  out.append("HTTP/1.1 ");
+  out.append("HTTP/1.1 "sv);
   append_number(out, status);
-  out.append(" ").append(status_text).append("\r\ncontent-type: text/plain\r\ncontent-length: ");
+  out.append(" "sv).append(status_text).append("\r\ncontent-type: text/plain\r\ncontent-length: "sv);
   append_number(out, reason.size() + 1);
-  out.append("\r\nx-remora-reason: ").append(reason).append("\r\n");
-  if (close) out.append("connection: close\r\n");
-  out.append("\r\n").append(reason).append("\n");
+  out.append("\r\nx-remora-reason: "sv).append(reason).append("\r\n"sv);
+  if (close) out.append("connection: close\r\n"sv);
+  out.append("\r\n"sv).append(reason).append("\n"sv);
 }
 
 }  // namespace remora::http::h1
