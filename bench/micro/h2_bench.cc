@@ -5,7 +5,7 @@
 //    connection (dynamic table full of this client's fields, per-request ids
 //    and trace context changing) and on the first request of a connection;
 //  - remora's own header translation (h2_translate.h): the request an h2
-//    upstream gets (h2_request, from an h2 or an HTTP/1.1 request) and the
+//    upstream gets (H2RequestHead, from an h2 or an HTTP/1.1 request) and the
 //    response going back (h2_response), as nghttp2_nv arrays (to_nva);
 //  - a real nghttp2 server session fed in memory with what a real nghttp2
 //    client session wrote (preface, SETTINGS, one HEADERS frame per
@@ -322,17 +322,16 @@ remora::http::HeaderMutation route_mutation() {
 }
 
 // serve_stream + exchange_h2 + H2Client::submit: HeaderList views of the
-// owned fields, h2_request, to_nva.
+// owned fields, the H2RequestHead nghttp2 is given.
 size_t translate_request(const ReceivedHead& head, const remora::http::HeaderMutation& mutation,
                          remora::proxy::WorkerContext& worker) {
   remora::http::HeaderList fields;
   fields.reserve(head.fields.size() + 1);
   for (const auto& [n, v] : head.fields) fields.add(n, v);
-  auto request = remora::proxy::h2_request(head.method, head.authority, head.path, fields, mutation,
-                                           "10.1.2.3", worker);
-  auto nva = remora::upstream::to_nva(request);
-  benchmark::DoNotOptimize(nva.data());
-  return nva.size();
+  const remora::proxy::H2RequestHead request(head.method, head.authority, head.path, fields,
+                                             mutation, "10.1.2.3", worker);
+  benchmark::DoNotOptimize(request.fields().data());
+  return request.fields().size();
 }
 
 void BM_H2TranslateRequest(benchmark::State& state) {
@@ -349,7 +348,7 @@ BENCHMARK(BM_H2TranslateRequest);
 // The h1_to_h2 scenario's head: an HTTP/1.1 request (mixed-case names, Host)
 // to an h2 upstream, as h1_connection passes its parsed fields; /connection:1
 // with a "Connection: keep-alive" field (browsers, most HTTP/1.1 clients),
-// which makes h2_request look for the fields it names.
+// which makes H2RequestHead look for the fields it names.
 void BM_H2TranslateRequestFromH1(benchmark::State& state) {
   static const Fields h1 = {
       {"Host", "payments-authorizer.payments-prod.svc.cluster.local:8443"},
@@ -378,10 +377,9 @@ void BM_H2TranslateRequestFromH1(benchmark::State& state) {
   const auto mutation = route_mutation();
   remora::proxy::WorkerContext worker;
   for (auto _ : state) {
-    auto request = remora::proxy::h2_request("POST", h1[0].second, "/v1/payments/authorize", fields,
-                                             mutation, "10.1.2.3", worker);
-    auto nva = remora::upstream::to_nva(request);
-    benchmark::DoNotOptimize(nva.data());
+    const remora::proxy::H2RequestHead request("POST", h1[0].second, "/v1/payments/authorize",
+                                               fields, mutation, "10.1.2.3", worker);
+    benchmark::DoNotOptimize(request.fields().data());
   }
   size_t raw = 0;
   for (const auto& f : fields) raw += f.name.size() + f.value.size();
@@ -618,8 +616,8 @@ void BM_H2ServerRecvFirstRequest(benchmark::State& state) {
 BENCHMARK(BM_H2ServerRecvFirstRequest);
 
 // The grpc_unary scenario's header work on a warm connection pair: the
-// downstream HEADERS decoded (as above), remora's translation (h2_request,
-// to_nva), and the upstream client session's HEADERS frame encoded and taken
+// downstream HEADERS decoded (as above), remora's translation
+// (H2RequestHead), and the upstream client session's HEADERS frame encoded and taken
 // (nghttp2_submit_request + take_pending_frames, as H2Client does; the
 // upstream stream is then reset, in place of its response). Routing is not
 // included (router benchmarks).
@@ -638,9 +636,9 @@ void forward(Server& server, int32_t, const ReceivedHead& head) {
   remora::http::HeaderList fields;
   fields.reserve(head.fields.size() + 1);
   for (const auto& [n, v] : head.fields) fields.add(n, v);
-  auto request = remora::proxy::h2_request(head.method, head.authority, head.path, fields,
-                                           up.mutation, "10.1.2.3", up.worker);
-  auto nva = remora::upstream::to_nva(request);
+  const remora::proxy::H2RequestHead request(head.method, head.authority, head.path, fields,
+                                             up.mutation, "10.1.2.3", up.worker);
+  const auto nva = request.fields();
   int32_t id =
       nghttp2_submit_request(up.session, nullptr, nva.data(), nva.size(), nullptr, nullptr);
   up.out.clear();

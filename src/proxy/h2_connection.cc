@@ -1178,14 +1178,14 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
   std::string path = s.path;
   if (route.rewrite && !route.prefix.empty() && path.starts_with(route.prefix))
     path = route.rewrite_prefix + path.substr(route.prefix.size());
-  auto request =
-      h2_request(s.method, s.authority, path, fields, route.request_headers, client_ip_, worker_);
+  H2RequestHead upstream_head(s.method, s.authority, path, fields, route.request_headers,
+                              client_ip_, worker_);
 
   // -- tries: the first, retries as the route's policy allows, and one free
   // resend of a stream the upstream refused unprocessed
   const auto& retry = route.retry;
   const bool retry_method = retry.enabled() && retry.allows_method(s.method);
-  if (retry.enabled()) request.emplace_back("x-remora-attempt", "1");
+  if (retry.enabled()) upstream_head.set_attempt(1);
   if (target.retry_budget) target.retry_budget->record_request(Clock::now());
   unsigned retries = 0;
   policy::CircuitBreaker::Guard retry_slot;
@@ -1222,7 +1222,7 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     if (!take_retry(route, target, spec, retry_slot, now)) co_return false;
     retire_stream();
     ++retries;
-    request.back().second = std::to_string(retries + 1);  // x-remora-attempt
+    upstream_head.set_attempt(retries + 1);
     asio::steady_timer pause(client_.get_executor(), wait);
     error_code ec;
     co_await pause.async_wait(nothrow(ec));
@@ -1263,7 +1263,7 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
       ref->touch();
       ref->wake.notify();
     };
-    if (!client->submit(up, request, !s.in_end || !s.body_in.empty())) {
+    if (!client->submit(up, upstream_head.fields(), !s.in_end || !s.body_in.empty())) {
       fail(LocalReason::kUpstreamReset);
       co_return false;
     }

@@ -1,5 +1,7 @@
 #include "remora/proxy/h2_translate.h"
 
+#include <charconv>
+
 #include <boost/container/small_vector.hpp>
 
 #include "remora/http/h1/head_writer.h"
@@ -20,46 +22,90 @@ bool connection_specific(std::string_view name, std::string_view value) {
          http::iequals(name, "expect");
 }
 
-upstream::Fields h2_request(std::string_view method, std::string_view authority,
-                            std::string_view path, const http::HeaderList& fields,
-                            const http::HeaderMutation& mutation, std::string_view client_ip,
-                            WorkerContext& worker) {
-  upstream::Fields out;
-  out.reserve(fields.size() + mutation.add.size() + 7);
-  out.emplace_back(":method", method);
-  out.emplace_back(":scheme", "http");
-  out.emplace_back(":authority", authority);
-  out.emplace_back(":path", path);
+H2RequestHead::H2RequestHead(std::string_view method, std::string_view authority,
+                             std::string_view path, const http::HeaderList& fields,
+                             const http::HeaderMutation& mutation, std::string_view client_ip,
+                             WorkerContext& worker) {
   // Fields an h1 Connection header names are hop-by-hop too (h2 forbids the
   // header itself). Its values are gathered once, not looked up per field.
   boost::container::small_vector<std::string_view, 2> connection_lists;
-  for (const auto& field : fields)
-    if (http::iequals(field.name, "connection")) connection_lists.push_back(field.value);
-  std::string forwarded_for;
-  bool has_request_id = false, has_proto = false;
+  size_t bytes = method.size() + authority.size() + path.size() + client_ip.size() +
+                 kRequestIdSize;
   for (const auto& field : fields) {
-    if (connection_specific(field.name, field.value) || mutation.removes(field.name)) continue;
-    bool named = false;
-    for (auto list : connection_lists) named |= http::list_contains(list, field.name);
-    if (named) continue;
-    auto name = lower_case(field.name);
-    const std::string_view lower = name;
-    if (lower == "x-forwarded-for") {
-      forwarded_for.append(field.value).append(", ");
-      continue;
-    }
-    has_request_id |= lower == "x-request-id";
-    has_proto |= lower == "x-forwarded-proto";
-    out.emplace_back(std::move(name), std::string(field.value));
+    if (http::iequals(field.name, "connection")) connection_lists.push_back(field.value);
+    bytes += field.name.size() + field.value.size() + 2;  // 2: ", " in x-forwarded-for
   }
-  out.emplace_back("x-forwarded-for", forwarded_for.append(client_ip));
-  if (!has_proto) out.emplace_back("x-forwarded-proto", "http");
+  for (const auto& [n, v] : mutation.add) bytes += n.size() + v.size();
+  arena_.reserve(bytes);  // everything kept below fits: the views into it stay valid
+  nva_.reserve(fields.size() + mutation.add.size() + 8);
+
+  add(":method", keep(method));
+  add(":scheme", "http");
+  add(":authority", keep(authority));
+  add(":path", keep(path));
+  bool has_request_id = false, has_proto = false;
+  auto passes = [&](const http::HeaderField& field) {
+    if (connection_specific(field.name, field.value) || mutation.removes(field.name)) return false;
+    for (auto list : connection_lists)
+      if (http::list_contains(list, field.name)) return false;
+    return true;
+  };
+  for (const auto& field : fields) {
+    if (!passes(field) || http::iequals(field.name, "x-forwarded-for")) continue;
+    has_request_id |= http::iequals(field.name, "x-request-id");
+    has_proto |= http::iequals(field.name, "x-forwarded-proto");
+    add(keep(field.name, true), keep(field.value));
+  }
+  // x-forwarded-for: the values received, in order, then the client's address.
+  const size_t forwarded_for = arena_.size();
+  for (const auto& field : fields)
+    if (http::iequals(field.name, "x-forwarded-for") && passes(field))
+      arena_.append(field.value).append(", ");
+  arena_.append(client_ip);
+  add("x-forwarded-for", std::string_view(arena_).substr(forwarded_for));
+  if (!has_proto) add("x-forwarded-proto", "http");
   if (!has_request_id) {
     char id[kRequestIdSize];
-    out.emplace_back("x-request-id", std::string(make_request_id(worker, id)));
+    add("x-request-id", keep(make_request_id(worker, id)));
   }
-  for (const auto& [n, v] : mutation.add) out.emplace_back(n, v);
-  return out;
+  for (const auto& [n, v] : mutation.add) add(keep(n), keep(v));
+}
+
+std::string_view H2RequestHead::keep(std::string_view bytes, bool lower) {
+  const size_t at = arena_.size();
+  arena_.append(bytes);
+  std::string_view kept(arena_.data() + at, bytes.size());
+  if (lower)
+    for (size_t i = at; i < arena_.size(); ++i)
+      if (arena_[i] >= 'A' && arena_[i] <= 'Z') arena_[i] = static_cast<char>(arena_[i] | 0x20);
+  return kept;
+}
+
+void H2RequestHead::add(std::string_view name, std::string_view value) {
+  auto bytes = [](std::string_view s) {
+    return reinterpret_cast<uint8_t*>(const_cast<char*>(s.data()));
+  };
+  // Unique per request: indexing it would only churn the HPACK table.
+  const uint8_t flags = name == "x-request-id" ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
+  nva_.push_back({bytes(name), bytes(value), name.size(), value.size(), flags});
+}
+
+void H2RequestHead::set_attempt(unsigned number) {
+  const auto* end = std::to_chars(attempt_, attempt_ + sizeof attempt_, number).ptr;
+  const std::string_view value(attempt_, static_cast<size_t>(end - attempt_));
+  if (attempt_index_ == 0) {
+    attempt_index_ = nva_.size();
+    add("x-remora-attempt", value);
+  } else {
+    nva_[attempt_index_].valuelen = value.size();
+  }
+}
+
+std::optional<std::string_view> H2RequestHead::value(std::string_view name) const {
+  for (const auto& nv : nva_)
+    if (std::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) == name)
+      return std::string_view(reinterpret_cast<const char*>(nv.value), nv.valuelen);
+  return std::nullopt;
 }
 
 upstream::Fields h2_response(upstream::Fields fields, const http::HeaderMutation& mutation) {

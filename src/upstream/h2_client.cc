@@ -100,13 +100,12 @@ bool H2Client::usable() const {
   return streams_.size() < limit && nghttp2_session_get_next_stream_id(session_) < (1u << 30);
 }
 
-bool H2Client::submit(std::shared_ptr<H2ClientStream> stream, const Fields& request,
+bool H2Client::submit(std::shared_ptr<H2ClientStream> stream, std::span<const nghttp2_nv> request,
                       bool has_body) {
-  auto nva = to_nva(request);
   nghttp2_data_provider provider{};
   provider.source.ptr = stream.get();
   provider.read_callback = read_request_body;
-  int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(),
+  int32_t id = nghttp2_submit_request(session_, nullptr, request.data(), request.size(),
                                       has_body ? &provider : nullptr, stream.get());
   if (id < 0) return false;
   stream->id = id;

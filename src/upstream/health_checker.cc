@@ -137,7 +137,7 @@ asio::awaitable<HealthCheckResult> check_h2(const ClusterSpec& cluster,
   // state check followed by a wait cannot miss one.
   stream->on_event = [&timer] { timer.cancel(); };
   HealthCheckResult result{false, "timeout"};
-  if (!client->submit(stream, request, check.grpc)) {
+  if (!client->submit(stream, to_nva(request), check.grpc)) {
     result.failure = "HTTP/2 stream refused";
   } else {
     while (!stream->end && !stream->reset && Clock::now() < deadline) {

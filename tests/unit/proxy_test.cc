@@ -2,6 +2,10 @@
 // gRPC deadlines and statuses, the ALPN protocol choice.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <optional>
+#include <string>
+
 #include "remora/proxy/downstream.h"
 #include "remora/proxy/grpc.h"
 #include "remora/proxy/h2_translate.h"
@@ -57,7 +61,7 @@ TEST_CASE("ALPN picks the codec; without it the listener's protocol stands") {
   CHECK(protocol_for_alpn("h3", ListenerProtocol::kHttp2) == ListenerProtocol::kHttp2);
 }
 
-TEST_CASE("h2_request: fields an HTTP/1.1 Connection header names stay behind, the rest pass lower-cased") {
+TEST_CASE("H2RequestHead: fields an HTTP/1.1 Connection header names stay behind, the rest pass lower-cased") {
   remora::http::HeaderList fields;
   fields.add("Connection", "keep-alive, X-Hop");
   fields.add("X-Hop", "1");
@@ -66,23 +70,55 @@ TEST_CASE("h2_request: fields an HTTP/1.1 Connection header names stay behind, t
   fields.add("Keep-Alive", "timeout=5");
   fields.add("X-End-To-End", "3");
   fields.add("X-Forwarded-For", "10.0.0.1");
+  fields.add("X-Forwarded-For", "10.0.0.2");
   remora::http::HeaderMutation mutation;
+  mutation.add = {{"x-route", "blue"}};
   WorkerContext worker;
-  auto out = h2_request("GET", "api", "/v1", fields, mutation, "127.0.0.1", worker);
-  auto value = [&out](std::string_view name) -> std::string {
-    for (const auto& [n, v] : out)
-      if (n == name) return v;
-    return "<absent>";
+  H2RequestHead head("GET", "api", "/v1", fields, mutation, "127.0.0.1", worker);
+  auto value = [&head](std::string_view name) -> std::string {
+    return std::string(head.value(name).value_or("<absent>"));
   };
-  CHECK(out[0] == std::pair<std::string, std::string>{":method", "GET"});
+  const auto nva = head.fields();
+  REQUIRE(nva.size() >= 4);
+  CHECK(std::string_view(reinterpret_cast<const char*>(nva[0].name), nva[0].namelen) == ":method");
+  CHECK(value(":method") == "GET");
+  CHECK(value(":authority") == "api");
+  CHECK(value(":path") == "/v1");
   CHECK(value("x-end-to-end") == "3");
   CHECK(value("x-hop") == "<absent>");
   CHECK(value("x-second") == "<absent>");
   CHECK(value("connection") == "<absent>");
   CHECK(value("keep-alive") == "<absent>");
-  CHECK(value("x-forwarded-for") == "10.0.0.1, 127.0.0.1");
+  CHECK(value("x-forwarded-for") == "10.0.0.1, 10.0.0.2, 127.0.0.1");
   CHECK(value("x-forwarded-proto") == "http");
-  CHECK(value("x-request-id").size() > 0);
+  CHECK(value("x-request-id").size() == kRequestIdSize);
+  CHECK(value("x-route") == "blue");
+  CHECK(value("x-remora-attempt") == "<absent>");
+  // A retry rewrites the attempt in place: one field, the latest number.
+  head.set_attempt(1);
+  head.set_attempt(12);
+  CHECK(value("x-remora-attempt") == "12");
+  CHECK(head.fields().size() == nva.size() + 1);
+}
+
+TEST_CASE("H2RequestHead: its views stay valid after the fields it came from are gone") {
+  WorkerContext worker;
+  remora::http::HeaderMutation mutation;
+  std::string buffer = "X-Long-Name-For-A-Field: " + std::string(300, 'v');
+  std::optional<H2RequestHead> head;
+  {
+    remora::http::HeaderList fields;
+    fields.add(std::string_view(buffer).substr(0, 23), std::string_view(buffer).substr(25));
+    for (int i = 0; i < 40; ++i) fields.add("x-many", std::string_view(buffer).substr(25, 40));
+    head.emplace("POST", "api.internal", "/v1/long", fields, mutation, "10.9.8.7", worker);
+  }
+  std::fill(buffer.begin(), buffer.end(), '#');  // as a reused read buffer would be
+  CHECK(head->value("x-long-name-for-a-field") == std::string(300, 'v'));
+  CHECK(head->value(":authority") == "api.internal");
+  size_t many = 0;
+  for (const auto& nv : head->fields())
+    many += std::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) == "x-many";
+  CHECK(many == 40);
 }
 
 TEST_CASE("make_request_id: UUID layout (8-4-4-4-12 lower-case hex, version 4), new each time") {

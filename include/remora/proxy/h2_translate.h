@@ -1,8 +1,13 @@
 #pragma once
 // Header translation toward HTTP/2 peers (RFC 9113 §8.2): lower-case names,
 // no connection-specific fields, pseudo-headers first.
+#include <nghttp2/nghttp2.h>
+
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "remora/http/header_list.h"
 #include "remora/http/header_mutation.h"
@@ -18,13 +23,37 @@ std::string lower_case(std::string_view s);
 // only as "trailers", which gRPC needs.
 bool connection_specific(std::string_view name, std::string_view value);
 
-// The request an HTTP/2 upstream gets, from a request of either protocol:
-// route mutations applied, x-forwarded-for appended, x-forwarded-proto and
-// x-request-id kept if sent and set if not.
-upstream::Fields h2_request(std::string_view method, std::string_view authority,
-                            std::string_view path, const http::HeaderList& fields,
-                            const http::HeaderMutation& mutation, std::string_view client_ip,
-                            WorkerContext& worker);
+// The header block an HTTP/2 upstream gets for one request, from a request of
+// either protocol: names lower-cased, connection-specific fields and the
+// route's removals left out, x-forwarded-for appended, x-forwarded-proto and
+// x-request-id kept if sent and set if not, the route's additions last.
+// Built once per request and submitted on every try. Its bytes are copied
+// into one arena (one allocation; the fields it came from may be gone by the
+// next try) and the list nghttp2 reads points into it, so it is neither
+// copied nor moved. nghttp2 copies the block again when it is submitted.
+class H2RequestHead {
+ public:
+  H2RequestHead(std::string_view method, std::string_view authority, std::string_view path,
+                const http::HeaderList& fields, const http::HeaderMutation& mutation,
+                std::string_view client_ip, WorkerContext& worker);
+  H2RequestHead(const H2RequestHead&) = delete;
+  H2RequestHead& operator=(const H2RequestHead&) = delete;
+
+  // x-remora-attempt: added by the first call, rewritten by the next ones.
+  void set_attempt(unsigned number);
+  std::span<const nghttp2_nv> fields() const { return nva_; }
+  // The first value of `name` (lower case), or nullopt.
+  std::optional<std::string_view> value(std::string_view name) const;
+
+ private:
+  std::string_view keep(std::string_view bytes, bool lower = false);
+  void add(std::string_view name, std::string_view value);
+
+  std::string arena_;  // reserved once for all it will hold: never moves
+  std::vector<nghttp2_nv> nva_;
+  char attempt_[12] = {};
+  size_t attempt_index_ = 0;  // 0: none yet (index 0 is :method)
+};
 
 // A response's fields for the other side: lower-case names, no
 // connection-specific fields, route mutations applied. Done in place on

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -92,8 +93,10 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
   bool usable() const;
   bool open() const { return open_; }
 
-  // `request` holds pseudo-headers first. The stream stays the caller's.
-  bool submit(std::shared_ptr<H2ClientStream> stream, const Fields& request, bool has_body);
+  // `request` holds pseudo-headers first; nghttp2 copies it. The stream
+  // stays the caller's.
+  bool submit(std::shared_ptr<H2ClientStream> stream, std::span<const nghttp2_nv> request,
+              bool has_body);
   void resume(int32_t stream_id);                 // more request body is ready
   void consume(int32_t stream_id, size_t bytes);  // response bytes passed on
   void cancel(int32_t stream_id);                 // RST_STREAM CANCEL
