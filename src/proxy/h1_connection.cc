@@ -25,7 +25,7 @@
 #include "remora/http/h1/request_checks.h"
 #include "remora/http/local_reply.h"
 #include "remora/net/buffer_recycler.h"
-#include "remora/net/send_now.h"
+#include "remora/net/immediate_io.h"
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
 #include "remora/proxy/worker_context.h"
@@ -883,6 +883,16 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
                                                    Replay* replay) {
   error_code ec;
   bool large_body = false;
+  // A body that fits one read block has mostly arrived with its head (a
+  // client writes both at once; the head was read into a small buffer):
+  // taken now, head and body leave in one send, which wakes the peer once.
+  if (const auto remaining = parser.content_length_remaining();
+      !head.empty() && remaining && *remaining > buffer.size() && *remaining <= kReadChunk) {
+    error_code ignored;  // a failed read shows again on the next one, below
+    const auto missing = static_cast<size_t>(*remaining) - buffer.size();
+    buffer.commit(net::receive_now(
+        from, buffer.prepare(std::min(missing, buffer.max_size() - buffer.size())), ignored));
+  }
   for (;;) {
     size_t used = 0;
     while (!parser.is_done() && used < buffer.size()) {

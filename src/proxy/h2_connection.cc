@@ -30,7 +30,7 @@
 #include "remora/http/h1/head_parser.h"
 #include "remora/http/h1/head_writer.h"
 #include "remora/http/local_reply.h"
-#include "remora/net/send_now.h"
+#include "remora/net/immediate_io.h"
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
 #include "remora/proxy/admission.h"

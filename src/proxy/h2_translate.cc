@@ -1,6 +1,9 @@
 #include "remora/proxy/h2_translate.h"
 
+#include <cassert>
 #include <charconv>
+#include <cstring>
+#include <memory>
 
 #include <boost/container/small_vector.hpp>
 
@@ -36,7 +39,7 @@ H2RequestHead::H2RequestHead(std::string_view method, std::string_view authority
     bytes += field.name.size() + field.value.size() + 2;  // 2: ", " in x-forwarded-for
   }
   for (const auto& [n, v] : mutation.add) bytes += n.size() + v.size();
-  arena_.reserve(bytes);  // everything kept below fits: the views into it stay valid
+  arena_ = std::make_unique_for_overwrite<char[]>(bytes);  // all kept below fits: views stay valid
   nva_.reserve(fields.size() + mutation.add.size() + 8);
 
   add(":method", keep(method));
@@ -57,28 +60,35 @@ H2RequestHead::H2RequestHead(std::string_view method, std::string_view authority
     add(keep(field.name, true), keep(field.value));
   }
   // x-forwarded-for: the values received, in order, then the client's address.
-  const size_t forwarded_for = arena_.size();
+  const char* forwarded_for = arena_.get() + used_;
   for (const auto& field : fields)
-    if (http::iequals(field.name, "x-forwarded-for") && passes(field))
-      arena_.append(field.value).append(", ");
-  arena_.append(client_ip);
-  add("x-forwarded-for", std::string_view(arena_).substr(forwarded_for));
+    if (http::iequals(field.name, "x-forwarded-for") && passes(field)) {
+      keep(field.value);
+      keep(", ");
+    }
+  keep(client_ip);
+  add("x-forwarded-for", std::string_view(forwarded_for, arena_.get() + used_ - forwarded_for));
   if (!has_proto) add("x-forwarded-proto", "http");
   if (!has_request_id) {
     char id[kRequestIdSize];
     add("x-request-id", keep(make_request_id(worker, id)));
   }
   for (const auto& [n, v] : mutation.add) add(keep(n), keep(v));
+  assert(used_ <= bytes);
 }
 
 std::string_view H2RequestHead::keep(std::string_view bytes, bool lower) {
-  const size_t at = arena_.size();
-  arena_.append(bytes);
-  std::string_view kept(arena_.data() + at, bytes.size());
-  if (lower)
-    for (size_t i = at; i < arena_.size(); ++i)
-      if (arena_[i] >= 'A' && arena_[i] <= 'Z') arena_[i] = static_cast<char>(arena_[i] | 0x20);
-  return kept;
+  char* at = arena_.get() + used_;
+  used_ += bytes.size();
+  if (!lower) {
+    std::memcpy(at, bytes.data(), bytes.size());
+  } else {
+    for (size_t i = 0; i < bytes.size(); ++i) {
+      const char c = bytes[i];
+      at[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c;
+    }
+  }
+  return {at, bytes.size()};
 }
 
 void H2RequestHead::add(std::string_view name, std::string_view value) {

@@ -3,6 +3,7 @@
 // no connection-specific fields, pseudo-headers first.
 #include <nghttp2/nghttp2.h>
 
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -49,7 +50,8 @@ class H2RequestHead {
   std::string_view keep(std::string_view bytes, bool lower = false);
   void add(std::string_view name, std::string_view value);
 
-  std::string arena_;  // reserved once for all it will hold: never moves
+  std::unique_ptr<char[]> arena_;  // sized once for all it will hold: never moves
+  size_t used_ = 0;
   std::vector<nghttp2_nv> nva_;
   char attempt_[12] = {};
   size_t attempt_index_ = 0;  // 0: none yet (index 0 is :method)

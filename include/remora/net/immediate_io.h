@@ -6,6 +6,8 @@
 
 namespace remora::net {
 
+// Socket I/O done in place, without a trip through the event loop.
+
 // Sends what a plain TCP socket's kernel buffer takes right now, in place,
 // and leaves in `rest` what it did not take; true when nothing is left.
 //
@@ -39,6 +41,28 @@ bool send_now(Stream& stream, boost::beast::buffers_suffix<Buffers>& rest,
     (void)rest;
     (void)ec;
     return false;
+  }
+}
+
+// Reads what a plain TCP socket has received already into `buffers`, in
+// place, without waiting: the bytes read (0 when none are there yet, or for
+// other streams). For a peer's bytes that are most likely there (a small body
+// right behind its head) and worth having before the next write.
+template <class Stream, class Buffers>
+size_t receive_now(Stream& stream, const Buffers& buffers, boost::system::error_code& ec) {
+  if constexpr (std::is_same_v<Stream, boost::asio::ip::tcp::socket>) {
+    if (!stream.non_blocking()) {
+      stream.non_blocking(true, ec);
+      if (ec) return 0;
+    }
+    const size_t n = stream.read_some(buffers, ec);
+    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) ec = {};
+    return n;
+  } else {
+    (void)stream;
+    (void)buffers;
+    (void)ec;
+    return 0;
   }
 }
 
