@@ -182,9 +182,12 @@ def core_ticks():
 
 
 def core_usage(before, after, proxy_ticks, load_ticks):
-    """Per core busy %, and on each core the share used by nothing this run
-    started (other processes on the machine: a busy machine shows here).
-    Softirq run in a process's context is charged to that process."""
+    """Per core busy %, and on each core the share outside the accounting of
+    what this run started: other processes on the machine (a busy machine
+    shows here), and on the proxy core also the kernel's softirq work done
+    while the proxy was not the running task (the kernel charges a tick to
+    whatever task it interrupts: softirq run in the proxy's context is the
+    proxy's, softirq run while the core idled is no process's)."""
     usage = {}
     for cpu in after:
         if cpu not in before:
@@ -193,6 +196,7 @@ def core_usage(before, after, proxy_ticks, load_ticks):
         total = max(1, after[cpu][2] - before[cpu][2])
         usage[f"cpu{cpu}_busy_pct"] = round(100 * busy / total, 1)
         if str(cpu) == PROXY_CPU:
+            usage["proxy_core_busy_s"] = busy / CLK_TCK
             usage["proxy_core_other_pct"] = round(100 * (busy - proxy_ticks) / total, 1)
             usage["proxy_core_softirq_pct"] = round(
                 100 * (after[cpu][1] - before[cpu][1]) / total, 1)
@@ -440,6 +444,9 @@ class Bench:
             out["proxy_cpu_s"] = (ticks1 - ticks0) / CLK_TCK
             done = out.get("requests") or 0
             out["cpu_us_per_req"] = (out["proxy_cpu_s"] * 1e6 / done) if done else None
+            # The whole proxy core's busy time: the proxy's own accounting plus
+            # the kernel's work on its core that no process was charged for.
+            out["core_us_per_req"] = (out["proxy_core_busy_s"] * 1e6 / done) if done else None
             out["peak_rss_kib"] = status_kib(alive, "VmHWM")
             out["peak_rss_kib_per_process"] = {str(p): status_kib([p], "VmHWM") for p in alive}
             if proc is not None and not proc.alive():
@@ -593,29 +600,40 @@ class Bench:
         return r
 
     def pass_(self, rnd, order, scenarios, base_rate):
+        """One pass over `scenarios`: every target started (each pinned to the
+        proxy core, idle while another is measured), then each scenario
+        measured on every target back to back, in this round's order. The
+        figures compared are taken seconds apart, not minutes: this machine's
+        speed drifts over minutes (other tenants of the host), and a round's
+        ratios cancel what drifts slower than one scenario."""
+        started = {}
         for target in order:
             needed = [s for s in scenarios if not s.get("na", {}).get(target)]
-            proc, err = (None, None)
-            if needed:
-                proc, err = self.start_target(target)
-            if err:
-                log(f"  {target}: did not start: {err}")
-            first = True  # the first measured scenario of this freshly started target
+            started[target] = self.start_target(target) if needed else (None, None)
+            if started[target][1]:
+                log(f"  {target}: did not start: {started[target][1]}")
+        warmed = set()  # targets measured once since they started
+        try:
             for s in scenarios:
-                if err and not s.get("na", {}).get(target):
-                    res = {"error": f"{target} did not start: {err}"}
-                else:
-                    rate = base_rate * s["fraction"] if base_rate else None
-                    try:
-                        res = self.measure(s, target, proc, rate, warm=first)
-                        first = first and "na" in res
-                    except subprocess.TimeoutExpired as e:
-                        res = {"error": f"timed out: {e}"}
-                res["round"] = rnd + 1
-                self.results[s["id"]][target].append(res)
-                log(f"  {target:8} {s['id']:12} {report.one_line(res)}")
-            if proc:
-                proc.stop()
+                for target in order:
+                    proc, err = started[target]
+                    if err and not s.get("na", {}).get(target):
+                        res = {"error": f"{target} did not start: {err}"}
+                    else:
+                        rate = base_rate * s["fraction"] if base_rate else None
+                        try:
+                            res = self.measure(s, target, proc, rate, warm=target not in warmed)
+                            if "na" not in res:
+                                warmed.add(target)
+                        except subprocess.TimeoutExpired as e:
+                            res = {"error": f"timed out: {e}"}
+                    res["round"] = rnd + 1
+                    self.results[s["id"]][target].append(res)
+                    log(f"  {target:8} {s['id']:12} {report.one_line(res)}")
+        finally:
+            for proc, _ in started.values():
+                if proc:
+                    proc.stop()
 
     # --- microbenchmarks
     def micro(self):

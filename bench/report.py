@@ -2,7 +2,8 @@
 rounds, per-round ratios), the Markdown table and the PNG chart."""
 import statistics
 
-METRICS = ["rps", "p50_us", "p90_us", "p99_us", "p999_us", "cpu_us_per_req", "peak_rss_kib"]
+METRICS = ["rps", "p50_us", "p90_us", "p99_us", "p999_us", "cpu_us_per_req", "core_us_per_req",
+           "peak_rss_kib"]
 IDLE_METRICS = ["connections", "rss_before_kib", "rss_with_kib", "bytes_per_conn"]
 COLORS = {"direct": "#7f7f7f", "remora": "#d62728", "haproxy": "#1f77b4", "nginx": "#2ca02c",
           "h2o": "#9467bd"}
@@ -65,13 +66,14 @@ def build(meta, scenarios, targets, results, micro):
             for u in targets:
                 if u == t:
                     continue
-                per = {"rps": [], "cpu_us_per_req": [], "p99_us": [], "added_p99_us": []}
+                per = {"rps": [], "cpu_us_per_req": [], "core_us_per_req": [], "p99_us": [],
+                       "added_p99_us": []}
                 for a, b in zip(results[sid][t], results[sid][u]):
                     if not (ok(a) and ok(b)):
                         continue
                     per["rps"].append(div(a.get("rps"), b.get("rps")))
-                    per["cpu_us_per_req"].append(div(a.get("cpu_us_per_req"),
-                                                     b.get("cpu_us_per_req")))
+                    for key in ("cpu_us_per_req", "core_us_per_req"):
+                        per[key].append(div(a.get(key), b.get(key)))
                     per["p99_us"].append(div(a.get("p99_us"), b.get("p99_us")))
                     if a.get("p99_us") is not None and b.get("p99_us") is not None:
                         per["added_p99_us"].append(a["p99_us"] - b["p99_us"])
@@ -150,7 +152,10 @@ def markdown(doc):
         interference(doc),
         "",
         "CPU µs/req = the proxy's utime+stime (/proc/PID/stat, all its processes) over the "
-        "measured window ÷ requests completed. Peak RSS = VmHWM summed over the proxy's "
+        "measured window ÷ requests completed. Core µs/req = the busy time of the proxy's "
+        "core (/proc/stat) ÷ requests: the proxy's own time plus the kernel's work on that core "
+        "that no process was charged for (softirq run while the proxy was not the running "
+        "task: network processing of its own traffic). Peak RSS = VmHWM summed over the proxy's "
         "processes, " + ("reset before each scenario." if meta["peak_rss_reset_per_scenario"]
                          else "since the proxy started (the reset was refused).")
         + " See bench/README.md.",
@@ -177,7 +182,7 @@ def markdown(doc):
         for t in targets:
             c = summary[sid][t]
             if "na" in c:
-                rows.append([t, c["na"]] + [""] * 9)
+                rows.append([t, c["na"]] + [""] * 10)
                 continue
             added = None
             if ok(direct) and c.get("p99_us") is not None and direct.get("p99_us") is not None:
@@ -189,7 +194,8 @@ def markdown(doc):
                          fmt_us(c["p999_us"]),
                          ("+" + fmt_us(added) if added is not None and added >= 0
                           else ("−" + fmt_us(-added) if added is not None else "")),
-                         fmt_num(c["cpu_us_per_req"], 2), fmt_kib(c["peak_rss_kib"]),
+                         fmt_num(c["cpu_us_per_req"], 2), fmt_num(c.get("core_us_per_req"), 2),
+                         fmt_kib(c["peak_rss_kib"]),
                          errors_text(c)])
         title = "rps (achieved)" if s["kind"] == "open" else "rps"
         if s["kind"] == "open":
@@ -199,12 +205,13 @@ def markdown(doc):
                 lines += [f"Target rate {tr:.0f} rps; latency from each request's intended "
                           "send time (coordinated omission corrected).", ""]
         lines += [table(["target", title, "× direct", "p50", "p90", "p99", "p99.9",
-                         "p99 added vs direct", "CPU µs/req", "peak RSS", "errors"], rows), ""]
+                         "p99 added vs direct", "CPU µs/req", "core µs/req", "peak RSS",
+                         "errors"], rows), ""]
 
     # remora against each peer, round by round.
     lines += ["## remora against each peer, per round", "",
               "Ratios remora ÷ peer for each round (median last): rps higher is better, "
-              "CPU µs/req and p99 lower is better.", ""]
+              "CPU µs/req, core µs/req and p99 lower is better.", ""]
     rows = []
     for s in doc["scenarios"]:
         sid = s["id"]
@@ -214,9 +221,11 @@ def markdown(doc):
                 vals = " / ".join(fmt_num(x, 2) for x in d["rounds"] if x is not None)
                 return f"{vals} → **{fmt_num(d['median'], 2)}**" if len(d["rounds"]) > 1 \
                     else fmt_num(d["median"], 2)
-            rows.append([sid, u, cell("rps"), cell("cpu_us_per_req"), cell("p99_us")])
+            rows.append([sid, u, cell("rps"), cell("cpu_us_per_req"), cell("core_us_per_req"),
+                         cell("p99_us")])
     if rows:
-        lines += [table(["scenario", "vs", "rps ratio", "CPU/req ratio", "p99 ratio"], rows), ""]
+        lines += [table(["scenario", "vs", "rps ratio", "CPU/req ratio", "core/req ratio",
+                         "p99 ratio"], rows), ""]
     else:
         lines += ["(no remora figures)", ""]
 
@@ -235,9 +244,11 @@ INTERFERENCE_PCT = 5.0
 
 
 def interference(doc):
-    """How much CPU went to processes this run did not start, on the proxy
-    core and on the load core: a run on a busy machine shows here, and the
-    figures it spoiled are listed."""
+    """How much CPU went outside the accounting of what this run started, on
+    the proxy core and on the load core: a run on a busy machine shows here,
+    and the figures it may have spoiled are listed (on the proxy core this
+    also counts the kernel's softirq work for the proxy's traffic while it
+    was not running; core µs/req includes it)."""
     proxy, load, spoiled = [], [], []
     for sid, per_target in doc["raw"].items():
         for t, rows in per_target.items():
@@ -253,7 +264,9 @@ def interference(doc):
                     spoiled.append(f"{sid}/{t} (round {r.get('round')}: {worst:.0f} %)")
     if not load:
         return ""
-    text = ("CPU taken by other processes during the measurements: proxy core median "
+    text = ("CPU outside the accounting of what this run started, during the measurements "
+            "(other processes; on the proxy core also softirq work while the proxy was not "
+            "running, which the core µs/req column counts): proxy core median "
             f"{med(proxy) or 0:.1f} % (max {max(proxy or [0]):.1f} %), load core median "
             f"{med(load):.1f} % (max {max(load):.1f} %).")
     if spoiled:

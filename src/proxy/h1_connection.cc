@@ -25,7 +25,7 @@
 #include "remora/http/h1/request_checks.h"
 #include "remora/http/local_reply.h"
 #include "remora/net/buffer_recycler.h"
-#include "remora/net/immediate_io.h"
+#include "remora/net/receive_now.h"
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
 #include "remora/proxy/worker_context.h"
@@ -906,9 +906,9 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
       used += n;
     }
     if (used != 0 || !head.empty()) {
-      beast::buffers_suffix parts(std::array<asio::const_buffer, 2>{
-          asio::buffer(head), asio::const_buffer(buffer.data().data(), used)});
-      if (!net::send_now(to, parts, ec)) co_await asio::async_write(to, parts, nothrow(ec));
+      std::array<asio::const_buffer, 2> parts{asio::buffer(head),
+                                              asio::const_buffer(buffer.data().data(), used)};
+      co_await asio::async_write(to, parts, nothrow(ec));
       if (fired_ != Deadline::kNone) co_return Relay::kTimedOut;
       if (ec) co_return Relay::kSinkFailed;
       if (replay && !replay->overflow) {
@@ -1213,11 +1213,11 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
       char size_line[24];
       const int size_len =
           framed ? std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size()) : 0;
-      beast::buffers_suffix parts(std::array<asio::const_buffer, 5>{
+      std::array<asio::const_buffer, 5> parts{
           asio::buffer(head), asio::buffer(size_line, static_cast<size_t>(size_len)),
           asio::buffer(piece.data(), have_piece ? piece.size() : 0),
-          asio::buffer("\r\n", framed ? 2 : 0), asio::buffer(tail.data(), with_tail ? tail.size() : 0)});
-      if (!net::send_now(client_, parts, ec)) co_await asio::async_write(client_, parts, nothrow(ec));
+          asio::buffer("\r\n", framed ? 2 : 0), asio::buffer(tail.data(), with_tail ? tail.size() : 0)};
+      co_await asio::async_write(client_, parts, nothrow(ec));
       current_.bytes_out += head.size() + (have_piece ? piece.size() : 0);
       head = {};
       tail_sent = with_tail;

@@ -30,7 +30,6 @@
 #include "remora/http/h1/head_parser.h"
 #include "remora/http/h1/head_writer.h"
 #include "remora/http/local_reply.h"
-#include "remora/net/immediate_io.h"
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
 #include "remora/proxy/admission.h"
@@ -46,7 +45,6 @@ namespace remora::proxy {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
 using asio::awaitable;
 using boost::system::error_code;
@@ -935,11 +933,10 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
           retry.enabled() ? std::snprintf(attempt, sizeof attempt, "x-remora-attempt: %u\r\n\r\n",
                                           retries + 1)
                           : 0;
-      beast::buffers_suffix parts(std::array<asio::const_buffer, 2>{
+      std::array<asio::const_buffer, 2> parts{
           asio::buffer(head.data(), head.size() - (attempt_len ? 2 : 0)),
-          asio::buffer(attempt, static_cast<size_t>(attempt_len))});
-      if (!net::send_now(up.socket, parts, ec))
-        co_await asio::async_write(up.socket, parts, nothrow(ec));
+          asio::buffer(attempt, static_cast<size_t>(attempt_len))};
+      co_await asio::async_write(up.socket, parts, nothrow(ec));
     }
     size_t sent = 0;  // of body_in, on this try
     while (!ec && !s.closed && !s.timed_out && (!s.in_end || sent < s.body_in.size())) {
