@@ -201,3 +201,27 @@ def test_wrk_16_connections_no_errors(proxied):
     after = metric(r.metrics(), "remora_requests_total", status_class="2xx")
     # wrk stops mid-flight, so a few requests may not be counted by it.
     assert after - before >= int(m.group(1)), (before, after, out)
+
+
+def test_small_body_behind_its_head_arriving_late_or_after_100_continue(proxied):
+    # A body that fits one read block is read in place right behind its head
+    # when it is already there; here it is not (all of it, or all but a few
+    # bytes, comes later): it must still reach the upstream whole.
+    r, up = proxied
+    body = os.urandom(10_000)
+    with RawConn(r.port()) as c:
+        c.send(request_bytes("POST", "/late", [("Content-Length", str(len(body)))]) + body[:100])
+        time.sleep(0.3)
+        c.send(body[100:])
+        late = c.read_final_response()
+        c.send(request_bytes("POST", "/continue", [("Content-Length", str(len(body))),
+                                                    ("Expect", "100-continue")]))
+        interim = c.read_response()
+        assert interim.status == 100, interim
+        time.sleep(0.1)
+        c.send(body)
+        continued = c.read_final_response()
+    for resp in (late, continued):
+        assert resp.status == 200, resp
+        assert resp.json()["body_bytes"] == len(body)
+        assert resp.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
