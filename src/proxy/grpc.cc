@@ -47,18 +47,29 @@ int grpc_status_for(http::LocalReason reason) {
   }
 }
 
-int grpc_status_in(const upstream::Fields& fields) {
+namespace {
+int grpc_status_value(std::string_view value) {
   constexpr int kUnknown = 2;
-  for (const auto& [name, value] : fields) {
-    if (name != "grpc-status") continue;
-    if (value.empty() || value.size() > 2) return kUnknown;
-    int code = 0;
-    for (char c : value) {
-      if (c < '0' || c > '9') return kUnknown;
-      code = code * 10 + (c - '0');
-    }
-    return code;
+  if (value.empty() || value.size() > 2) return kUnknown;
+  int code = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9') return kUnknown;
+    code = code * 10 + (c - '0');
   }
+  return code;
+}
+}  // namespace
+
+int grpc_status_in(const upstream::Fields& fields) {
+  for (const auto& [name, value] : fields)
+    if (name == "grpc-status") return grpc_status_value(value);
+  return -1;
+}
+
+int grpc_status_in(std::span<const nghttp2_nv> fields) {
+  for (const auto& nv : fields)
+    if (std::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) == "grpc-status")
+      return grpc_status_value({reinterpret_cast<const char*>(nv.value), nv.valuelen});
   return -1;
 }
 

@@ -169,6 +169,9 @@ class H2Connection final : public DownstreamConnection,
   void on_timer();
   void deadline_expired(H2Stream& s);
   void stream_idle_expired(H2Stream& s);
+  // `nva` starts with :status.
+  void submit_response(H2Stream& s, unsigned status, std::span<const nghttp2_nv> nva,
+                       bool with_body);
   void submit_response(H2Stream& s, unsigned status, const upstream::Fields& fields,
                        bool with_body);
   void close_streams();
@@ -603,8 +606,13 @@ void H2Connection::submit_response(H2Stream& s, unsigned status, const upstream:
                  reinterpret_cast<uint8_t*>(const_cast<char*>(status_text)), 7, 3,
                  NGHTTP2_NV_FLAG_NONE});
   upstream::append_nva(fields, nva);
+  submit_response(s, status, nva, with_body);
+}
+
+void H2Connection::submit_response(H2Stream& s, unsigned status, std::span<const nghttp2_nv> nva,
+                                   bool with_body) {
   s.status = status;
-  s.grpc_status = grpc_status_in(fields);
+  s.grpc_status = grpc_status_in(nva);
   nghttp2_data_provider provider{};
   provider.source.ptr = &s;
   provider.read_callback = read_body;
@@ -834,6 +842,9 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     rest = rest.substr(route.prefix.size());
   }
   std::string head;
+  size_t head_bytes = 256 + s.method.size() + s.path.size() + route.rewrite_prefix.size();
+  for (const auto& f : fields) head_bytes += f.name.size() + f.value.size() + 4;
+  head.reserve(head_bytes);  // one allocation, not one per doubling
   http::h1::write_request_head(head, {.method = s.method,
                                       .target_prefix = prefix,
                                       .target_rest = rest,
@@ -860,6 +871,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   policy::CircuitBreaker::Guard retry_slot;
   std::optional<upstream::ActiveRequest> active;
   http::HeaderList response_fields;
+  response_fields.reserve(16);  // one allocation for a typical response head
   std::optional<http::h1::ResponseHeadParser> parser;
   auto fresh_parser = [&]() -> http::h1::ResponseHeadParser& {
     auto& p = parser.emplace(response_fields);
@@ -1089,14 +1101,12 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   // -- response to the client: h1 field names are case-insensitive, h2's lower case
   s.touch();
   const unsigned status = response.status;
-  upstream::Fields head_fields_in;
-  head_fields_in.reserve(response.headers.size());
-  for (const auto& f : response.headers) head_fields_in.emplace_back(f.name, f.value);
-  auto out_fields = h2_response(std::move(head_fields_in), route.response_headers);
+  H2HeaderBlock out_head;  // copied from the parser's views: the buffer moves on
+  h2_response_head(out_head, status, response.headers, route.response_headers);
   up.buffer.consume(head_end);
   const bool has_body = !response.is_done();
   s.out_end = !has_body;
-  submit_response(s, status, out_fields, has_body);
+  submit_response(s, status, out_head.fields(), has_body);
 
   // -- response body: decoded from h1 framing into DATA frames
   response.decoded_body = &s.body_out;

@@ -25,6 +25,43 @@ bool connection_specific(std::string_view name, std::string_view value) {
          http::iequals(name, "expect");
 }
 
+void H2HeaderBlock::reserve(size_t bytes, size_t fields) {
+  arena_ = std::make_unique_for_overwrite<char[]>(bytes);
+  capacity_ = bytes;
+  nva_.reserve(fields);
+}
+
+std::string_view H2HeaderBlock::keep(std::string_view bytes, bool lower) {
+  assert(used_ + bytes.size() <= capacity_);  // reserve() counted everything kept
+  char* at = arena_.get() + used_;
+  used_ += bytes.size();
+  if (!lower) {
+    std::memcpy(at, bytes.data(), bytes.size());
+  } else {
+    for (size_t i = 0; i < bytes.size(); ++i) {
+      const char c = bytes[i];
+      at[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c;
+    }
+  }
+  return {at, bytes.size()};
+}
+
+void H2HeaderBlock::add(std::string_view name, std::string_view value) {
+  auto bytes = [](std::string_view s) {
+    return reinterpret_cast<uint8_t*>(const_cast<char*>(s.data()));
+  };
+  // Unique per request: indexing it would only churn the HPACK table.
+  const uint8_t flags = name == "x-request-id" ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
+  nva_.push_back({bytes(name), bytes(value), name.size(), value.size(), flags});
+}
+
+std::optional<std::string_view> H2HeaderBlock::value(std::string_view name) const {
+  for (const auto& nv : nva_)
+    if (std::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) == name)
+      return std::string_view(reinterpret_cast<const char*>(nv.value), nv.valuelen);
+  return std::nullopt;
+}
+
 H2RequestHead::H2RequestHead(std::string_view method, std::string_view authority,
                              std::string_view path, const http::HeaderList& fields,
                              const http::HeaderMutation& mutation, std::string_view client_ip,
@@ -39,13 +76,12 @@ H2RequestHead::H2RequestHead(std::string_view method, std::string_view authority
     bytes += field.name.size() + field.value.size() + 2;  // 2: ", " in x-forwarded-for
   }
   for (const auto& [n, v] : mutation.add) bytes += n.size() + v.size();
-  arena_ = std::make_unique_for_overwrite<char[]>(bytes);  // all kept below fits: views stay valid
-  nva_.reserve(fields.size() + mutation.add.size() + 8);
+  block_.reserve(bytes, fields.size() + mutation.add.size() + 8);
 
-  add(":method", keep(method));
-  add(":scheme", "http");
-  add(":authority", keep(authority));
-  add(":path", keep(path));
+  block_.add(":method", block_.keep(method));
+  block_.add(":scheme", "http");
+  block_.add(":authority", block_.keep(authority));
+  block_.add(":path", block_.keep(path));
   bool has_request_id = false, has_proto = false;
   auto passes = [&](const http::HeaderField& field) {
     if (connection_specific(field.name, field.value) || mutation.removes(field.name)) return false;
@@ -57,65 +93,53 @@ H2RequestHead::H2RequestHead(std::string_view method, std::string_view authority
     if (!passes(field) || http::iequals(field.name, "x-forwarded-for")) continue;
     has_request_id |= http::iequals(field.name, "x-request-id");
     has_proto |= http::iequals(field.name, "x-forwarded-proto");
-    add(keep(field.name, true), keep(field.value));
+    block_.add(block_.keep(field.name, true), block_.keep(field.value));
   }
   // x-forwarded-for: the values received, in order, then the client's address.
-  const char* forwarded_for = arena_.get() + used_;
+  size_t forwarded_for = 0;
+  const char* first = nullptr;
   for (const auto& field : fields)
     if (http::iequals(field.name, "x-forwarded-for") && passes(field)) {
-      keep(field.value);
-      keep(", ");
+      const auto kept = block_.keep(field.value);
+      if (!first) first = kept.data();
+      forwarded_for += kept.size() + block_.keep(", ").size();
     }
-  keep(client_ip);
-  add("x-forwarded-for", std::string_view(forwarded_for, arena_.get() + used_ - forwarded_for));
-  if (!has_proto) add("x-forwarded-proto", "http");
+  const auto ip = block_.keep(client_ip);
+  if (!first) first = ip.data();
+  block_.add("x-forwarded-for", std::string_view(first, forwarded_for + ip.size()));
+  if (!has_proto) block_.add("x-forwarded-proto", "http");
   if (!has_request_id) {
     char id[kRequestIdSize];
-    add("x-request-id", keep(make_request_id(worker, id)));
+    block_.add("x-request-id", block_.keep(make_request_id(worker, id)));
   }
-  for (const auto& [n, v] : mutation.add) add(keep(n), keep(v));
-  assert(used_ <= bytes);
-}
-
-std::string_view H2RequestHead::keep(std::string_view bytes, bool lower) {
-  char* at = arena_.get() + used_;
-  used_ += bytes.size();
-  if (!lower) {
-    std::memcpy(at, bytes.data(), bytes.size());
-  } else {
-    for (size_t i = 0; i < bytes.size(); ++i) {
-      const char c = bytes[i];
-      at[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c;
-    }
-  }
-  return {at, bytes.size()};
-}
-
-void H2RequestHead::add(std::string_view name, std::string_view value) {
-  auto bytes = [](std::string_view s) {
-    return reinterpret_cast<uint8_t*>(const_cast<char*>(s.data()));
-  };
-  // Unique per request: indexing it would only churn the HPACK table.
-  const uint8_t flags = name == "x-request-id" ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
-  nva_.push_back({bytes(name), bytes(value), name.size(), value.size(), flags});
+  for (const auto& [n, v] : mutation.add) block_.add(block_.keep(n), block_.keep(v));
 }
 
 void H2RequestHead::set_attempt(unsigned number) {
   const auto* end = std::to_chars(attempt_, attempt_ + sizeof attempt_, number).ptr;
   const std::string_view value(attempt_, static_cast<size_t>(end - attempt_));
   if (attempt_index_ == 0) {
-    attempt_index_ = nva_.size();
-    add("x-remora-attempt", value);
+    attempt_index_ = block_.fields().size();
+    block_.add("x-remora-attempt", value);
   } else {
-    nva_[attempt_index_].valuelen = value.size();
+    block_.field(attempt_index_).valuelen = value.size();
   }
 }
 
-std::optional<std::string_view> H2RequestHead::value(std::string_view name) const {
-  for (const auto& nv : nva_)
-    if (std::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) == name)
-      return std::string_view(reinterpret_cast<const char*>(nv.value), nv.valuelen);
-  return std::nullopt;
+void h2_response_head(H2HeaderBlock& out, unsigned status, const http::HeaderList& fields,
+                      const http::HeaderMutation& mutation) {
+  size_t bytes = 3;
+  for (const auto& field : fields) bytes += field.name.size() + field.value.size();
+  for (const auto& [n, v] : mutation.add) bytes += n.size() + v.size();
+  out.reserve(bytes, fields.size() + mutation.add.size() + 1);
+  const char status_text[3] = {static_cast<char>('0' + status / 100 % 10),
+                               static_cast<char>('0' + status / 10 % 10),
+                               static_cast<char>('0' + status % 10)};
+  out.add(":status", out.keep({status_text, 3}));
+  for (const auto& field : fields)
+    if (!connection_specific(field.name, field.value) && !mutation.removes(field.name))
+      out.add(out.keep(field.name, true), out.keep(field.value));
+  for (const auto& [n, v] : mutation.add) out.add(out.keep(n), out.keep(v));
 }
 
 upstream::Fields h2_response(upstream::Fields fields, const http::HeaderMutation& mutation) {

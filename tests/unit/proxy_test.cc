@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "remora/proxy/downstream.h"
 #include "remora/proxy/grpc.h"
@@ -119,6 +120,30 @@ TEST_CASE("H2RequestHead: its views stay valid after the fields it came from are
   for (const auto& nv : head->fields())
     many += std::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) == "x-many";
   CHECK(many == 40);
+}
+
+TEST_CASE("h2_response_head: :status first, names lower-cased, hop-by-hop and removals out, additions last, its own bytes") {
+  std::string buffer = "Content-Type: text/plain Connection: keep-alive X-Drop: 1 X-Kept: yes";
+  remora::http::HeaderList fields;
+  fields.add(std::string_view(buffer).substr(0, 12), std::string_view(buffer).substr(14, 10));
+  fields.add("Connection", "keep-alive");
+  fields.add("Transfer-Encoding", "chunked");
+  fields.add("X-Drop", "1");
+  fields.add(std::string_view(buffer).substr(58, 6), std::string_view(buffer).substr(66, 3));
+  remora::http::HeaderMutation mutation;
+  mutation.remove = {"x-drop"};
+  mutation.add = {{"x-served-by", "remora"}};
+  H2HeaderBlock head;
+  h2_response_head(head, 204, fields, mutation);
+  std::fill(buffer.begin(), buffer.end(), '#');  // the read buffer moves on
+  std::vector<std::string> names;
+  for (const auto& nv : head.fields())
+    names.emplace_back(reinterpret_cast<const char*>(nv.name), nv.namelen);
+  CHECK(names == std::vector<std::string>{":status", "content-type", "x-kept", "x-served-by"});
+  CHECK(head.value(":status") == "204");
+  CHECK(head.value("content-type") == "text/plain");
+  CHECK(head.value("x-kept") == "yes");
+  CHECK(head.value("x-served-by") == "remora");
 }
 
 TEST_CASE("make_request_id: UUID layout (8-4-4-4-12 lower-case hex, version 4), new each time") {

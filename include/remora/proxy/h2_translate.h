@@ -24,38 +24,65 @@ std::string lower_case(std::string_view s);
 // only as "trailers", which gRPC needs.
 bool connection_specific(std::string_view name, std::string_view value);
 
+// A header block for nghttp2: the list it reads (nghttp2_nv), pointing into
+// one arena that holds every byte copied in (one allocation, sized once up
+// front, so views into it stay valid), so it is neither copied nor moved.
+// nghttp2 copies the block again when it is submitted.
+class H2HeaderBlock {
+ public:
+  H2HeaderBlock() = default;
+  H2HeaderBlock(const H2HeaderBlock&) = delete;
+  H2HeaderBlock& operator=(const H2HeaderBlock&) = delete;
+
+  // Once, before anything is kept: room for `bytes` bytes and `fields` fields.
+  void reserve(size_t bytes, size_t fields);
+  // Copies `bytes` into the arena (ASCII upper case lowered if `lower`).
+  std::string_view keep(std::string_view bytes, bool lower = false);
+  // Appends a field whose bytes outlive the block (kept, or literals).
+  void add(std::string_view name, std::string_view value);
+  std::span<const nghttp2_nv> fields() const { return nva_; }
+  nghttp2_nv& field(size_t index) { return nva_[index]; }
+  // The first value of `name` (lower case), or nullopt.
+  std::optional<std::string_view> value(std::string_view name) const;
+
+ private:
+  std::unique_ptr<char[]> arena_;
+  size_t used_ = 0;
+  size_t capacity_ = 0;
+  std::vector<nghttp2_nv> nva_;
+};
+
 // The header block an HTTP/2 upstream gets for one request, from a request of
 // either protocol: names lower-cased, connection-specific fields and the
 // route's removals left out, x-forwarded-for appended, x-forwarded-proto and
 // x-request-id kept if sent and set if not, the route's additions last.
-// Built once per request and submitted on every try. Its bytes are copied
-// into one arena (one allocation; the fields it came from may be gone by the
-// next try) and the list nghttp2 reads points into it, so it is neither
-// copied nor moved. nghttp2 copies the block again when it is submitted.
+// Built once per request and submitted on every try (the fields it came from
+// may be gone by the next try: its bytes are its own).
 class H2RequestHead {
  public:
   H2RequestHead(std::string_view method, std::string_view authority, std::string_view path,
                 const http::HeaderList& fields, const http::HeaderMutation& mutation,
                 std::string_view client_ip, WorkerContext& worker);
-  H2RequestHead(const H2RequestHead&) = delete;
-  H2RequestHead& operator=(const H2RequestHead&) = delete;
 
   // x-remora-attempt: added by the first call, rewritten by the next ones.
   void set_attempt(unsigned number);
-  std::span<const nghttp2_nv> fields() const { return nva_; }
-  // The first value of `name` (lower case), or nullopt.
-  std::optional<std::string_view> value(std::string_view name) const;
+  std::span<const nghttp2_nv> fields() const { return block_.fields(); }
+  std::optional<std::string_view> value(std::string_view name) const {
+    return block_.value(name);
+  }
 
  private:
-  std::string_view keep(std::string_view bytes, bool lower = false);
-  void add(std::string_view name, std::string_view value);
-
-  std::unique_ptr<char[]> arena_;  // sized once for all it will hold: never moves
-  size_t used_ = 0;
-  std::vector<nghttp2_nv> nva_;
+  H2HeaderBlock block_;
   char attempt_[12] = {};
   size_t attempt_index_ = 0;  // 0: none yet (index 0 is :method)
 };
+
+// The header block an HTTP/2 client gets for an HTTP/1.1 upstream's response
+// head: :status first, names lower-cased, connection-specific fields and the
+// route's removals left out, the route's additions last. Copied from the
+// parser's views into `out` (empty), so the read buffer may move on.
+void h2_response_head(H2HeaderBlock& out, unsigned status, const http::HeaderList& fields,
+                      const http::HeaderMutation& mutation);
 
 // A response's fields for the other side: lower-case names, no
 // connection-specific fields, route mutations applied. Done in place on
