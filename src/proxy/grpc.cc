@@ -67,10 +67,8 @@ int grpc_status_in(const upstream::Fields& fields) {
 }
 
 int grpc_status_in(std::span<const nghttp2_nv> fields) {
-  for (const auto& nv : fields)
-    if (std::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) == "grpc-status")
-      return grpc_status_value({reinterpret_cast<const char*>(nv.value), nv.valuelen});
-  return -1;
+  const auto value = upstream::nva_value(fields, "grpc-status");
+  return value ? grpc_status_value(*value) : -1;
 }
 
 }  // namespace remora::proxy

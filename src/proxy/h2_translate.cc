@@ -55,13 +55,6 @@ void H2HeaderBlock::add(std::string_view name, std::string_view value) {
   nva_.push_back({bytes(name), bytes(value), name.size(), value.size(), flags});
 }
 
-std::optional<std::string_view> H2HeaderBlock::value(std::string_view name) const {
-  for (const auto& nv : nva_)
-    if (std::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) == name)
-      return std::string_view(reinterpret_cast<const char*>(nv.value), nv.valuelen);
-  return std::nullopt;
-}
-
 H2RequestHead::H2RequestHead(std::string_view method, std::string_view authority,
                              std::string_view path, const http::HeaderList& fields,
                              const http::HeaderMutation& mutation, std::string_view client_ip,

@@ -320,6 +320,13 @@ void append_nva(const Fields& fields, std::vector<nghttp2_nv>& nva) {
                                        : uint8_t{NGHTTP2_NV_FLAG_NONE}});
 }
 
+std::optional<std::string_view> nva_value(std::span<const nghttp2_nv> nva, std::string_view name) {
+  for (const auto& nv : nva)
+    if (std::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) == name)
+      return std::string_view(reinterpret_cast<const char*>(nv.value), nv.valuelen);
+  return std::nullopt;
+}
+
 void take_pending_frames(nghttp2_session* session, std::string& out, size_t limit) {
   while (out.size() < limit) {
     const uint8_t* data;

@@ -43,7 +43,9 @@ class H2HeaderBlock {
   std::span<const nghttp2_nv> fields() const { return nva_; }
   nghttp2_nv& field(size_t index) { return nva_[index]; }
   // The first value of `name` (lower case), or nullopt.
-  std::optional<std::string_view> value(std::string_view name) const;
+  std::optional<std::string_view> value(std::string_view name) const {
+    return upstream::nva_value(nva_, name);
+  }
 
  private:
   std::unique_ptr<char[]> arena_;

@@ -9,8 +9,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -136,6 +138,8 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
 // Views of `fields` for nghttp2, which copies them when a frame is submitted.
 std::vector<nghttp2_nv> to_nva(const Fields& fields);
 void append_nva(const Fields& fields, std::vector<nghttp2_nv>& nva);
+// The first value of `name` in an nghttp2 header list, or nullopt.
+std::optional<std::string_view> nva_value(std::span<const nghttp2_nv> nva, std::string_view name);
 
 // Appends the frames nghttp2 has queued to `out`, up to about `limit`
 // bytes, so that one write carries many frames. Used by both session sides.
