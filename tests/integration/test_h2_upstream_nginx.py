@@ -213,24 +213,23 @@ def test_post_1mib_to_a_location_that_does_not_read_it_h1(env, tmp_path):
     assert elapsed < 5, "the 200 nginx answered at once took %.1fs" % elapsed
 
 
-def test_post_1mib_early_answer_h2_curl_sees_what_nginx_gives_it(env, tmp_path):
+def test_post_1mib_early_answer_h2_curl_ends_promptly(env, tmp_path):
     """The same over HTTP/2: remora resets the client's stream with NO_ERROR
     after the complete response, as nginx does. Debian 12's curl 7.88 reports
-    that as exit 92 and drops the response, talking to nginx directly too;
-    remora must give it the same outcome, promptly (not a stalled upload).
-    The frame-level test below checks the response itself."""
+    that as exit 92 and drops the response (a newer curl exits 0); what must
+    not happen is a stalled upload (exit 28). The outcome of the same curl
+    talking to nginx directly is no reference: it is racy, usually 92 and now
+    and then a stall of its own (seen in CI). The frame-level test below checks
+    the response itself."""
     r, nginx, echo = env
     path, _ = write_payload(tmp_path, 1 << 20)
-    outcomes = []
-    for port in (nginx.port, r.port()):
-        start = time.monotonic()
-        res = curl(["-o", "/dev/null", "--data-binary", "@%s" % path,
-                    "http://127.0.0.1:%d/post/h2" % port], "--http2-prior-knowledge", timeout=8)
-        outcomes.append((res.returncode, time.monotonic() - start, res.stderr))
-    (direct_rc, _, direct_err), (rc, elapsed, err) = outcomes
-    assert rc == direct_rc, "direct to nginx: %d %s; through remora: %d %s" % (
-        direct_rc, direct_err, rc, err)
-    assert elapsed < 5, "through remora took %.1fs: %s" % (elapsed, err)
+    start = time.monotonic()
+    res = curl(["-o", "/dev/null", "--data-binary", "@%s" % path,
+                "http://127.0.0.1:%d/post/h2" % r.port()], "--http2-prior-knowledge", timeout=8)
+    elapsed = time.monotonic() - start
+    assert res.returncode in (0, 92), "curl exit %d after %.1fs: %s" % (
+        res.returncode, elapsed, res.stderr)
+    assert elapsed < 5, "through remora took %.1fs: %s" % (elapsed, res.stderr)
 
 
 def test_early_response_does_not_leave_the_h2_client_stuck(env):
