@@ -1086,7 +1086,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     while (!request.is_done() && !timed_out()) {
       if (up->end || up->reset) break;  // answered early (RFC 9113 §8.1) or reset: see below
       if (up->request_buffer.size() - up->request_sent >= kHighWater) {
-        co_await wake->wait(route_deadline);
+        co_await wake->wait_until(route_deadline);
         continue;
       }
       size_t used = 0;
@@ -1137,7 +1137,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
                                   ? std::min(route_deadline, Clock::now() + retry.per_try_timeout)
                                   : route_deadline;
     while (!up->headers_done && !up->reset && Clock::now() < try_deadline)
-      co_await wake->wait(try_deadline);
+      co_await wake->wait_until(try_deadline);
     if (!up->headers_done) {
       const bool expired = timed_out();
       // Refused unprocessed (GOAWAY above it, REFUSED_STREAM): the same
@@ -1226,7 +1226,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
       continue;
     }
     if (up->end || up->reset || timed_out()) break;
-    co_await wake->wait(route_deadline);
+    co_await wake->wait_until(route_deadline);
   }
   // Answered before the whole request: read and drop the rest (bounded in
   // bytes and by the route deadline), so that the client reads its response

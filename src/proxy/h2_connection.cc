@@ -264,6 +264,14 @@ bool H2Connection::start_session(const ListenerLimits& limits) {
 }
 
 awaitable<void> H2Connection::run() {
+  // Torn down with its io_context (the worker stopped) instead of ending
+  // here: a stream parked on its Signal would keep this connection alive.
+  struct AbandonParkedStreams {
+    H2Connection& connection;
+    ~AbandonParkedStreams() {
+      for (auto& [id, stream] : connection.streams_) stream->wake.abandon();
+    }
+  } abandon_parked{*this};
   worker_.connections.push_back(*this);
   auto view = worker_.view;
   const ListenerSpec* listener = view->listener(listener_name_);

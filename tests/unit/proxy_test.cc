@@ -1,16 +1,25 @@
 // The protocol-level decisions of the proxy module that need no socket:
-// gRPC deadlines and statuses, the ALPN protocol choice.
+// gRPC deadlines and statuses, the ALPN protocol choice, header blocks,
+// request ids, and the coroutines' wake-up (Signal).
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 
 #include "remora/proxy/downstream.h"
 #include "remora/proxy/grpc.h"
 #include "remora/proxy/h2_translate.h"
 #include "remora/proxy/request_id.h"
+#include "remora/proxy/signal.h"
 #include "remora/proxy/worker_context.h"
 
 using namespace remora::proxy;
@@ -163,4 +172,77 @@ TEST_CASE("make_request_id: UUID layout (8-4-4-4-12 lower-case hex, version 4), 
     }
     CHECK(id[14] == '4');
   }
+}
+
+TEST_CASE("Signal: a notify before the wait is kept, several wake once, the waiter resumes later, not inside notify") {
+  boost::asio::io_context io;
+  Signal signal(io.get_executor());
+  std::vector<std::string> steps;
+  signal.notify();
+  signal.notify();
+  boost::asio::co_spawn(
+      io,
+      [&]() -> boost::asio::awaitable<void> {
+        co_await signal.wait();  // the notifies before it: returns
+        steps.push_back("first wait");
+        co_await signal.wait();  // both were one: parks
+        steps.push_back("second wait");
+      },
+      boost::asio::detached);
+  io.run_for(std::chrono::milliseconds(50));
+  REQUIRE(steps == std::vector<std::string>{"first wait"});
+  io.restart();
+  boost::asio::post(io, [&] {
+    signal.notify();
+    steps.push_back("notified");  // before the waiter runs
+  });
+  io.run_for(std::chrono::milliseconds(50));
+  CHECK(steps == std::vector<std::string>{"first wait", "notified", "second wait"});
+}
+
+TEST_CASE("Signal: wait_until ends at its deadline, or sooner on a notify") {
+  boost::asio::io_context io;
+  Signal signal(io.get_executor());
+  using Clock = std::chrono::steady_clock;
+  Clock::duration alone{}, notified{};
+  boost::asio::co_spawn(
+      io,
+      [&]() -> boost::asio::awaitable<void> {
+        auto start = Clock::now();
+        co_await signal.wait_until(start + std::chrono::milliseconds(30));
+        alone = Clock::now() - start;
+        start = Clock::now();
+        boost::asio::post(io, [&] { signal.notify(); });
+        co_await signal.wait_until(start + std::chrono::seconds(10));
+        notified = Clock::now() - start;
+      },
+      boost::asio::detached);
+  io.run_for(std::chrono::seconds(5));
+  CHECK(alone >= std::chrono::milliseconds(30));
+  CHECK(notified > Clock::duration::zero());
+  CHECK(notified < std::chrono::seconds(5));
+}
+
+TEST_CASE("Signal: abandon drops a parked waiter without resuming it") {
+  boost::asio::io_context io;
+  Signal signal(io.get_executor());
+  bool resumed = false;
+  auto alive = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = alive;
+  boost::asio::co_spawn(
+      io,
+      [&, alive = std::move(alive)]() -> boost::asio::awaitable<void> {
+        auto held = alive;  // lives in the coroutine's frame
+        co_await signal.wait();
+        resumed = true;
+      },
+      boost::asio::detached);
+  io.run_for(std::chrono::milliseconds(20));
+  REQUIRE_FALSE(watch.expired());  // parked: its frame holds `held`
+  signal.abandon();
+  io.restart();
+  io.run_for(std::chrono::milliseconds(20));
+  CHECK(watch.expired());  // the frame is gone
+  CHECK_FALSE(resumed);
+  signal.notify();  // nobody waits: kept for a next wait, no crash
 }

@@ -1,11 +1,24 @@
 #pragma once
-// A one-waiter wake-up for coroutines on one thread: notify() before wait()
-// is not lost, and several notifies before a wait wake it once. A wait may
-// also end at a deadline, which spares the caller a timer of its own.
+// A one-waiter wake-up for coroutines on one thread: notify() before a wait
+// is not lost, and several notifies before a wait wake it once.
+//
+// wait() parks the coroutine's completion handler here and notify() posts
+// it: no timer, so an HTTP/2 stream's waits take no timer-queue lock and
+// its Signal costs no service lookup to construct. wait_until() ends at a
+// deadline too, on a timer made the first time one is asked for.
+//
+// A parked handler holds its coroutine, which usually holds the Signal's
+// owner: whoever ends the owner's life without a notify (a connection torn
+// down with the io_context) calls abandon(), or the two keep each other.
 #include <chrono>
+#include <optional>
+#include <utility>
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -16,23 +29,51 @@ class Signal {
  public:
   using TimePoint = boost::asio::steady_timer::time_point;
 
-  explicit Signal(const boost::asio::any_io_executor& ex) : timer_(ex) {}
+  explicit Signal(boost::asio::any_io_executor ex) : executor_(std::move(ex)) {}
+  Signal(const Signal&) = delete;
+  Signal& operator=(const Signal&) = delete;
+
   void notify() {
+    if (waiter_) return resume();
     pending_ = true;
-    timer_.cancel();
+    if (timer_) timer_->cancel();  // ends a wait_until
   }
+
+  // Returns on a notify.
+  auto wait() {
+    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void()>(
+        [this](boost::asio::any_completion_handler<void()> handler) {
+          waiter_.swap(handler);  // Boost 1.81's move assignment recurses: swap instead
+          if (pending_) resume();
+        },
+        boost::asio::use_awaitable);
+  }
+
   // Returns on a notify, or at `until` (the caller checks its clock).
-  boost::asio::awaitable<void> wait(TimePoint until = TimePoint::max()) {
+  boost::asio::awaitable<void> wait_until(TimePoint until) {
     if (!pending_) {
-      timer_.expires_at(until);
+      if (!timer_) timer_.emplace(executor_);
+      timer_->expires_at(until);
       boost::system::error_code ec;
-      co_await timer_.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      co_await timer_->async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
     }
     pending_ = false;
   }
 
+  // Drops a parked waiter without resuming it (its coroutine unwinds).
+  void abandon() { auto dropped = std::move(waiter_); }
+
  private:
-  boost::asio::steady_timer timer_;
+  // Posted, never run inline: notify() is called from nghttp2 callbacks and
+  // from inside other coroutines.
+  void resume() {
+    pending_ = false;
+    boost::asio::post(executor_, [waiter = std::move(waiter_)]() mutable { std::move(waiter)(); });
+  }
+
+  boost::asio::any_io_executor executor_;
+  boost::asio::any_completion_handler<void()> waiter_;
+  std::optional<boost::asio::steady_timer> timer_;
   bool pending_ = false;
 };
 
