@@ -146,6 +146,26 @@ def test_drain_timeout_bounds_a_hanging_h2_stream(procs):
         assert not c.streams[hung].ended or c.streams[hung].status != 200, c.streams[hung]
 
 
+def test_drain_timeout_bounds_an_h2_upload_the_client_stopped_sending(procs):
+    """The stream waits for body bytes that never come when the drain time
+    runs out: remora still exits 0, promptly (under the sanitizers also
+    without a leak: the waiting stream must not keep its connection alive)."""
+    a = procs.upstream("a")
+    r = procs.remora(_config(a, drain_timeout="1s"))
+    with H2Conn(r.port(), timeout=10) as c:
+        sid = c.request("POST", "/upload", headers=[("content-length", "100000")],
+                        end_stream=False)
+        c.send_frame(c.data_frame(sid, b"x" * 1000))
+        time.sleep(0.3)  # the head and the first bytes reach the upstream; the rest never come
+        sent = time.monotonic()
+        r.proc.send_signal(signal.SIGTERM)
+        code = r.proc.wait(10)
+        r.stopped = True
+        assert code == 0, "exit %d after SIGTERM" % code
+        assert time.monotonic() - sent < 5
+        assert c.wait_closed(3), "connection still open after remora exited"
+
+
 # ---------------------------------------------------------------- SIGHUP
 
 def test_reload_applies_to_new_streams_on_an_open_connection(procs):
