@@ -176,6 +176,10 @@ class H1Connection final : public DownstreamConnection,
   std::optional<http::h1::ResponseHeadParser> response_parser_;
   std::unique_ptr<upstream::UpstreamConnection> upstream_;
   std::shared_ptr<upstream::UpstreamEndpoint> endpoint_;
+  // An HTTP/2 upstream's wake-up, made once and kept for the requests after
+  // (their streams' callbacks hold it too). A notify left over from an
+  // earlier request only ends one wait early: every wait re-checks its state.
+  std::shared_ptr<Signal> h2_wake_;
 
   asio::steady_timer timer_;
   Deadline deadline_ = Deadline::kNone;
@@ -974,9 +978,9 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   in_.consume(head_size);  // the request's views die here
 
   // Shared with the client's callbacks, which may outlive this coroutine.
-  // Its waits end at the route's deadline (or the client's) at the latest:
-  // no timer of its own per request.
-  auto wake = std::make_shared<Signal>(timer_.get_executor());
+  // Its waits end at the route's deadline (or the client's) at the latest.
+  if (!h2_wake_) h2_wake_ = std::make_shared<Signal>(timer_.get_executor());
+  const auto wake = h2_wake_;
   const auto route_deadline = Clock::now() + timeout;
   auto timed_out = [&] { return Clock::now() >= route_deadline; };
 
@@ -1177,18 +1181,26 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   }
   up->keep_sent = false;  // answered: what was kept for a replay can go
   const unsigned status = up->status;
-  auto response = h2_response(std::move(up->headers), route.response_headers);
-  bool has_length = false;
-  for (const auto& f : response) has_length |= f.first == "content-length";
   const bool no_body = current_.head_method || status == 204 || status == 304;
-  // An HTTP/1.0 client cannot read chunks: its body ends with the connection.
-  const bool chunked = !no_body && !has_length && request.version >= 11;
   const bool close = !keep_alive || close_after_ || worker_.draining || request.version < 11;
+  // The head straight from the upstream's fields (lower case already:
+  // nghttp2 refuses others), less the connection-specific and removed ones.
   out_.clear();
   out_.append("HTTP/1.1 "sv).append(std::to_string(status)).append(" "sv);
   out_.append(beast::http::obsolete_reason(static_cast<beast::http::status>(status)));
   out_.append("\r\n"sv);
-  for (const auto& [n, v] : response) out_.append(n).append(": "sv).append(v).append("\r\n"sv);
+  bool has_length = false;
+  auto append_field = [this](std::string_view n, std::string_view v) {
+    out_.append(n).append(": "sv).append(v).append("\r\n"sv);
+  };
+  for (const auto& [n, v] : up->headers) {
+    if (connection_specific(n, v) || route.response_headers.removes(n)) continue;
+    has_length |= n == "content-length";
+    append_field(n, v);
+  }
+  for (const auto& [n, v] : route.response_headers.add) append_field(n, v);
+  // An HTTP/1.0 client cannot read chunks: its body ends with the connection.
+  const bool chunked = !no_body && !has_length && request.version >= 11;
   if (chunked) out_.append("transfer-encoding: chunked\r\n"sv);
   if (close) out_.append("connection: close\r\n"sv);
   out_.append("\r\n"sv);

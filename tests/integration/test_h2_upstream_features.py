@@ -345,6 +345,35 @@ def test_http10_client_gets_a_close_delimited_body_not_chunks(procs):
     assert body == b"failing on purpose\n", body
 
 
+def test_route_response_header_mutation_reaches_an_http11_client_of_an_h2_upstream(procs):
+    """The route's response_headers apply on the HTTP/2 upstream → HTTP/1.1
+    client path too: the removed field is gone, the added one is there, the
+    upstream's other fields and its content-length (so no chunking) stay."""
+    up = procs.h2_upstream("h2up")
+    cfg = config(up)
+    cfg["route_tables"][0]["routes"][0]["response_headers"] = {
+        "add": {"x-resp-added": "r1"}, "remove": ["x-upstream"]}
+    r = procs.remora(cfg)
+    with socket.create_connection(("127.0.0.1", r.port("main")), timeout=5) as s:
+        s.sendall(b"GET /mutated HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0] == "HTTP/1.1 200 OK", lines
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip().lower(), []).append(value.strip())
+    assert fields.get("x-resp-added") == ["r1"], fields
+    assert "x-upstream" not in fields, fields
+    assert fields.get("x-upstream-conn"), fields
+    assert "transfer-encoding" not in fields, fields
+    assert fields.get("content-length") == [str(len(body))], fields
+    assert json.loads(body)["path"] == "/mutated"
+
+
 # ---------------------------------------------------------------- d) stream idle timeout
 
 def slow_upstream(procs, kind):
