@@ -39,14 +39,10 @@ class Signal {
     if (timer_) timer_->cancel();  // ends a wait_until
   }
 
-  // Returns on a notify.
-  auto wait() {
-    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void()>(
-        [this](boost::asio::any_completion_handler<void()> handler) {
-          waiter_.swap(handler);  // Boost 1.81's move assignment recurses: swap instead
-          if (pending_) resume();
-        },
-        boost::asio::use_awaitable);
+  // Returns on a notify; at once, without suspending, if one came first.
+  boost::asio::awaitable<void> wait() {
+    if (!pending_) co_await park();
+    pending_ = false;
   }
 
   // Returns on a notify, or at `until` (the caller checks its clock).
@@ -64,10 +60,17 @@ class Signal {
   void abandon() { auto dropped = std::move(waiter_); }
 
  private:
+  boost::asio::awaitable<void> park() {
+    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void()>(
+        [this](boost::asio::any_completion_handler<void()> handler) {
+          waiter_.swap(handler);  // Boost 1.81's move assignment recurses: swap instead
+        },
+        boost::asio::use_awaitable);
+  }
+
   // Posted, never run inline: notify() is called from nghttp2 callbacks and
   // from inside other coroutines.
   void resume() {
-    pending_ = false;
     boost::asio::post(executor_, [waiter = std::move(waiter_)]() mutable { std::move(waiter)(); });
   }
 
