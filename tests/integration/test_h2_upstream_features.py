@@ -326,18 +326,24 @@ def test_endless_chunk_header_to_an_h2_upstream_is_400_without_spinning(procs, t
     assert curl(r.port("main"), "/after", "1.1", tmp_path).status == 200
 
 
+def exchange_until_close(port, request):
+    """Sends `request` raw and reads until remora closes: (head, body) bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
 def test_http10_client_gets_a_close_delimited_body_not_chunks(procs):
     """An HTTP/2 upstream's response without content-length, to an HTTP/1.0
     client: HTTP/1.0 has no chunked coding (RFC 9112 §7.1), so the body ends
     with the connection."""
     up = procs.h2_upstream("h2up")
     r = procs.remora(config(up))
-    with socket.create_connection(("127.0.0.1", r.port("main")), timeout=5) as s:
-        s.sendall(b"GET /h10?fail=1 HTTP/1.0\r\nHost: app\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, body = exchange_until_close(r.port("main"), b"GET /h10?fail=1 HTTP/1.0\r\nHost: app\r\n\r\n")
     head = head.decode("latin-1").lower()
     assert head.startswith("http/1.1 503"), head
     assert "transfer-encoding" not in head and "content-length" not in head, head
@@ -354,12 +360,8 @@ def test_route_response_header_mutation_reaches_an_http11_client_of_an_h2_upstre
     cfg["route_tables"][0]["routes"][0]["response_headers"] = {
         "add": {"x-resp-added": "r1"}, "remove": ["x-upstream"]}
     r = procs.remora(cfg)
-    with socket.create_connection(("127.0.0.1", r.port("main")), timeout=5) as s:
-        s.sendall(b"GET /mutated HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, body = exchange_until_close(
+        r.port("main"), b"GET /mutated HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     assert lines[0] == "HTTP/1.1 200 OK", lines
     fields = {}
