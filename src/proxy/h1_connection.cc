@@ -1194,7 +1194,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     out_.append(n).append(": "sv).append(v).append("\r\n"sv);
   };
   for (const auto& [n, v] : up->headers) {
-    if (connection_specific(n, v) || route.response_headers.removes(n)) continue;
+    if (stays_behind(n, v, route.response_headers)) continue;
     has_length |= n == "content-length";
     append_field(n, v);
   }

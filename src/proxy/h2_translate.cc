@@ -25,6 +25,11 @@ bool connection_specific(std::string_view name, std::string_view value) {
          http::iequals(name, "expect");
 }
 
+bool stays_behind(std::string_view name, std::string_view value,
+                  const http::HeaderMutation& mutation) {
+  return connection_specific(name, value) || mutation.removes(name);
+}
+
 void H2HeaderBlock::reserve(size_t bytes, size_t fields) {
   arena_ = std::make_unique_for_overwrite<char[]>(bytes);
   capacity_ = bytes;
@@ -77,7 +82,7 @@ H2RequestHead::H2RequestHead(std::string_view method, std::string_view authority
   block_.add(":path", block_.keep(path));
   bool has_request_id = false, has_proto = false;
   auto passes = [&](const http::HeaderField& field) {
-    if (connection_specific(field.name, field.value) || mutation.removes(field.name)) return false;
+    if (stays_behind(field.name, field.value, mutation)) return false;
     for (auto list : connection_lists)
       if (http::list_contains(list, field.name)) return false;
     return true;
@@ -130,14 +135,14 @@ void h2_response_head(H2HeaderBlock& out, unsigned status, const http::HeaderLis
                                static_cast<char>('0' + status % 10)};
   out.add(":status", out.keep({status_text, 3}));
   for (const auto& field : fields)
-    if (!connection_specific(field.name, field.value) && !mutation.removes(field.name))
+    if (!stays_behind(field.name, field.value, mutation))
       out.add(out.keep(field.name, true), out.keep(field.value));
   for (const auto& [n, v] : mutation.add) out.add(out.keep(n), out.keep(v));
 }
 
 upstream::Fields h2_response(upstream::Fields fields, const http::HeaderMutation& mutation) {
   std::erase_if(fields, [&mutation](const auto& f) {
-    return connection_specific(f.first, f.second) || mutation.removes(f.first);
+    return stays_behind(f.first, f.second, mutation);
   });
   for (auto& [name, value] : fields)
     for (auto& c : name)

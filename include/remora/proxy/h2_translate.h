@@ -24,6 +24,11 @@ std::string lower_case(std::string_view s);
 // only as "trailers", which gRPC needs.
 bool connection_specific(std::string_view name, std::string_view value);
 
+// A field that does not cross this hop: connection-specific, or one the
+// route removes.
+bool stays_behind(std::string_view name, std::string_view value,
+                  const http::HeaderMutation& mutation);
+
 // A header block for nghttp2: the list it reads (nghttp2_nv), pointing into
 // one arena that holds every byte copied in (one allocation, sized once up
 // front, so views into it stay valid), so it is neither copied nor moved.
