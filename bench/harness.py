@@ -181,25 +181,22 @@ def core_ticks():
     return out
 
 
-def core_usage(before, after, proxy_ticks, load_ticks):
-    """Per core busy %, and on each core the share outside the accounting of
-    what this run started: other processes on the machine (a busy machine
-    shows here), and on the proxy core also the kernel's softirq work done
+def core_usage(deltas, proxy_ticks, load_ticks):
+    """From each core's ticks over a figure ({cpu: (busy, softirq, total)},
+    summed over its slices): per core busy %, and on each core the share
+    outside the accounting of what this run started: other processes on the
+    machine (a busy machine shows here), and on the proxy core also the kernel's softirq work done
     while the proxy was not the running task (the kernel charges a tick to
     whatever task it interrupts: softirq run in the proxy's context is the
     proxy's, softirq run while the core idled is no process's)."""
     usage = {}
-    for cpu in after:
-        if cpu not in before:
-            continue
-        busy = after[cpu][0] - before[cpu][0]
-        total = max(1, after[cpu][2] - before[cpu][2])
+    for cpu, (busy, softirq, total) in deltas.items():
+        total = max(1, total)
         usage[f"cpu{cpu}_busy_pct"] = round(100 * busy / total, 1)
         if str(cpu) == PROXY_CPU:
             usage["proxy_core_busy_s"] = busy / CLK_TCK
             usage["proxy_core_other_pct"] = round(100 * (busy - proxy_ticks) / total, 1)
-            usage["proxy_core_softirq_pct"] = round(
-                100 * (after[cpu][1] - before[cpu][1]) / total, 1)
+            usage["proxy_core_softirq_pct"] = round(100 * softirq / total, 1)
         if str(cpu) == LOAD_CPU:
             usage["load_core_other_pct"] = round(100 * (busy - load_ticks) / total, 1)
     return usage
@@ -335,6 +332,7 @@ class Bench:
         self.targets = [t for t in TARGETS if not args.targets or t in args.targets]
         # results[scenario][target] = [one dict per round]
         self.results = {s["id"]: {t: [] for t in self.targets} for s in self.scenarios}
+        self.slice_seconds = args.duration / args.slices
         self.rounds_meta = []
         self.origin = None
         self.hwm_reset_ok = True
@@ -410,7 +408,11 @@ class Bench:
         return proc, None
 
     # --- one measurement
-    def measure(self, scenario, target, proc, rate=None, warm=True):
+    def measure(self, scenario, target, proc, rate=None, warm=True, first=True):
+        """One slice of a figure: `slice_seconds` of the scenario's load on the
+        target. Returns its raw counts (requests, window, CPU ticks, latency
+        histogram); combine() makes the figure of a target's slices. `first`:
+        the target's first slice of this scenario (peak RSS is reset then)."""
         na = scenario.get("na", {}).get(target)
         if na:
             return {"na": na}
@@ -424,29 +426,28 @@ class Bench:
         if kind == "idle":
             return self.measure_idle(port, pids)
         # Warm-up: the same load, not counted (fills pools, caches, branch
-        # predictors). Quick runs warm up only a freshly started target.
-        if kind in ("wrk", "h2load") and self.args.warmup > 0 and (warm or not self.args.quick):
+        # predictors), before a target's first slice. Quick runs warm up only
+        # a freshly started target.
+        if (kind in ("wrk", "h2load") and first and self.args.warmup > 0
+                and (warm or not self.args.quick)):
             self.load(scenario, port, self.args.warmup, warm=True)
-        if pids and not reset_peak_rss(pids):
+        if pids and first and not reset_peak_rss(pids):
             self.hwm_reset_ok = False
         origin_pids = self.origin.pids()
         ticks0, cores0 = cpu_ticks(pids), core_ticks()
         load0 = cpu_ticks(origin_pids) + children_ticks()
         if kind == "open":
-            out = self.open_loop(port, rate, scenario["connections"])
+            out = self.open_loop(port, rate, scenario["connections"], first)
         else:
-            out = self.load(scenario, port, self.args.duration)
+            out = self.load(scenario, port, self.slice_seconds)
         ticks1, cores1 = cpu_ticks(pids), core_ticks()
         load1 = cpu_ticks(origin_pids) + children_ticks()
-        out.update(core_usage(cores0, cores1, ticks1 - ticks0, load1 - load0))
+        out["cores"] = {cpu: tuple(a - b for a, b in zip(cores1[cpu], cores0[cpu]))
+                        for cpu in cores1 if cpu in cores0}
+        out["load_ticks"] = load1 - load0
         if pids:
             alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
-            out["proxy_cpu_s"] = (ticks1 - ticks0) / CLK_TCK
-            done = out.get("requests") or 0
-            out["cpu_us_per_req"] = (out["proxy_cpu_s"] * 1e6 / done) if done else None
-            # The whole proxy core's busy time: the proxy's own accounting plus
-            # the kernel's work on its core that no process was charged for.
-            out["core_us_per_req"] = (out["proxy_core_busy_s"] * 1e6 / done) if done else None
+            out["proxy_ticks"] = ticks1 - ticks0
             out["peak_rss_kib"] = status_kib(alive, "VmHWM")
             out["peak_rss_kib_per_process"] = {str(p): status_kib([p], "VmHWM") for p in alive}
             if proc is not None and not proc.alive():
@@ -469,11 +470,11 @@ class Bench:
             if rc != 0 or not m:
                 return {"error": f"wrk failed (rc {rc}): {(err or out)[-300:]}"}
             j = json.loads(m.group(1))
+            flat = j["hist"]
             errors = sum(j[k] for k in ("err_connect", "err_read", "err_write", "err_status",
                                         "err_timeout"))
-            return {"requests": j["requests"], "rps": j["requests"] / (j["duration_us"] / 1e6),
-                    "p50_us": j["p50_us"], "p90_us": j["p90_us"], "p99_us": j["p99_us"],
-                    "p999_us": j["p999_us"], "max_us": j["max_us"], "errors": errors,
+            return {"requests": j["requests"], "window_s": j["duration_us"] / 1e6,
+                    "hist": dict(zip(flat[::2], flat[1::2])), "errors": errors,
                     "error_detail": {k: j[k] for k in j if k.startswith("err_") and j[k]}}
         # h2load: percentiles from its per-request log (it prints only mean/sd).
         logfile = os.path.join(self.tmp, "h2load-requests.log")
@@ -488,46 +489,51 @@ class Bench:
         rc, out, err = run_tool(argv, timeout)
         if warm:
             return None
-        m = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", out)
+        m = re.search(r"finished in ([\d.]+)(ms|s), ([\d.]+) req/s", out)
         r = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                       r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
         st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
         if rc != 0 or not m or not r:
             return {"error": f"h2load failed (rc {rc}): {(err or out)[-300:]}"}
-        lat = []
+        hist = {}
         try:
             with open(logfile) as f:
                 for line in f:
                     parts = line.split("\t")
                     if len(parts) >= 3:
-                        lat.append(int(parts[2]))
+                        us = int(parts[2])
+                        hist[us] = hist.get(us, 0) + 1
             os.unlink(logfile)
         except OSError:
             pass
-        lat.sort()
         # Requests still in flight when the duration ended are neither done
         # nor failed: not errors.
         succeeded = int(r.group(4))
         errors = int(r.group(5)) + int(r.group(7))
         if st:
             errors += int(st.group(3)) + int(st.group(4))
-        res = {"requests": succeeded, "rps": float(m.group(2)), "errors": errors}
-        res.update(percentiles(lat))
-        return res
+        return {"requests": succeeded, "window_s": float(m.group(1)) / (1000 if m.group(2) == "ms" else 1), "hist": hist,
+                "errors": errors}
 
-    def open_loop(self, port, rate, connections):
+    def open_loop(self, port, rate, connections, first):
+        """One open-loop slice. The first slice of a target warms it up (at
+        the same rate, not recorded); later ones only let the schedule settle."""
         warmup = min(self.args.warmup, 0.5) if self.args.quick else self.args.warmup
+        if not first:
+            warmup = min(warmup, 0.25)
         argv = [self.open_loop_bin, "--port", str(port), "--rate", f"{rate:.0f}",
-                "--duration", str(self.args.duration), "--warmup", str(warmup),
+                "--duration", str(self.slice_seconds), "--warmup", str(warmup),
                 "--connections", str(connections), "--drain", "2"]
-        rc, out, err = run_tool(argv, self.args.duration + warmup + 30)
+        rc, out, err = run_tool(argv, self.slice_seconds + warmup + 30)
         try:
             j = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
             return {"error": f"open_loop failed (rc {rc}): {(err or out)[-300:]}"}
-        return {"requests": j["completed"], "rps": j["achieved_rps"], "target_rps": rate,
-                "p50_us": j["p50_us"], "p90_us": j["p90_us"], "p99_us": j["p99_us"],
-                "p999_us": j["p999_us"], "max_us": j["max_us"],
+        flat = j["hist"]
+        # `completed` includes the warm-up's answers, as the CPU ticks do;
+        # `recorded` are the measured window's, the rate achieved.
+        return {"requests": j["completed"], "recorded": j["recorded"], "window_s": j["window_s"],
+                "target_rps": rate, "hist": dict(zip(flat[::2], flat[1::2])),
                 "errors": j["errors"] + j["timeouts"] + j["non_2xx"],
                 "error_detail": {k: j[k] for k in ("errors", "timeouts", "non_2xx") if j[k]}}
 
@@ -602,10 +608,13 @@ class Bench:
     def pass_(self, rnd, order, scenarios, base_rate):
         """One pass over `scenarios`: every target started (each pinned to the
         proxy core, idle while another is measured), then each scenario
-        measured on every target back to back, in this round's order. The
-        figures compared are taken seconds apart, not minutes: this machine's
-        speed drifts over minutes (other tenants of the host), and a round's
-        ratios cancel what drifts slower than one scenario."""
+        measured on every target in slices: `--slices` slices per target of
+        duration/slices seconds each, the targets taking turns (this round's
+        order, reversed on every other slice), and a target's slices summed
+        into its figure. This machine's speed drifts by tens of percent over
+        tens of seconds (other tenants of the host); taking turns every few
+        seconds puts the same drift into every target's figure, so the
+        ratios within a round cancel it."""
         started = {}
         for target in order:
             needed = [s for s in scenarios if not s.get("na", {}).get(target)]
@@ -615,18 +624,27 @@ class Bench:
         warmed = set()  # targets measured once since they started
         try:
             for s in scenarios:
+                slices = 1 if s["kind"] == "idle" else self.args.slices
+                parts = {t: [] for t in order}
+                for i in range(slices):
+                    for target in (order if i % 2 == 0 else order[::-1]):
+                        if parts[target] and not measured(parts[target][-1]):
+                            continue  # n/a, or failed: no more slices
+                        proc, err = started[target]
+                        if err and not s.get("na", {}).get(target):
+                            res = {"error": f"{target} did not start: {err}"}
+                        else:
+                            rate = base_rate * s["fraction"] if base_rate else None
+                            try:
+                                res = self.measure(s, target, proc, rate,
+                                                   warm=target not in warmed, first=i == 0)
+                                if "na" not in res:
+                                    warmed.add(target)
+                            except subprocess.TimeoutExpired as e:
+                                res = {"error": f"timed out: {e}"}
+                        parts[target].append(res)
                 for target in order:
-                    proc, err = started[target]
-                    if err and not s.get("na", {}).get(target):
-                        res = {"error": f"{target} did not start: {err}"}
-                    else:
-                        rate = base_rate * s["fraction"] if base_rate else None
-                        try:
-                            res = self.measure(s, target, proc, rate, warm=target not in warmed)
-                            if "na" not in res:
-                                warmed.add(target)
-                        except subprocess.TimeoutExpired as e:
-                            res = {"error": f"timed out: {e}"}
+                    res = combine(parts[target])
                     res["round"] = rnd + 1
                     self.results[s["id"]][target].append(res)
                     log(f"  {target:8} {s['id']:12} {report.one_line(res)}")
@@ -654,15 +672,79 @@ class Bench:
             return json.load(f)
 
 
-def percentiles(sorted_us):
-    if not sorted_us:
+def measured(part):
+    return "na" not in part and "error" not in part
+
+
+def combine(parts):
+    """A target's figure from its slices: counts, CPU ticks and latency
+    histograms summed, then turned into rates, CPU per request and
+    percentiles."""
+    if len(parts) == 1 and "hist" not in parts[0]:
+        return parts[0]  # n/a, an error before any load, or the idle scenario
+    failed = next((p for p in parts if "error" in p), None)
+    done = [p for p in parts if "hist" in p]
+    if not done:
+        return failed
+    requests = sum(p["requests"] for p in done)
+    window = sum(p["window_s"] for p in done)
+    answered = sum(p.get("recorded", p["requests"]) for p in done)
+    hist = {}
+    for p in done:
+        for us, count in p["hist"].items():
+            hist[us] = hist.get(us, 0) + count
+    out = {"requests": requests, "rps": answered / window if window else 0,
+           "errors": sum(p["errors"] for p in done), "slices": len(done)}
+    if "target_rps" in done[0]:
+        out["target_rps"] = done[0]["target_rps"]
+    detail = {}
+    for p in done:
+        for k, v in p.get("error_detail", {}).items():
+            detail[k] = detail.get(k, 0) + v
+    if detail:
+        out["error_detail"] = detail
+    out.update(percentiles(hist))
+    cores = {}
+    for p in done:
+        for cpu, delta in p["cores"].items():
+            cores[cpu] = tuple(a + b for a, b in zip(cores.get(cpu, (0, 0, 0)), delta))
+    proxy_ticks = sum(p.get("proxy_ticks", 0) for p in done)
+    out.update(core_usage(cores, proxy_ticks, sum(p["load_ticks"] for p in done)))
+    if "proxy_ticks" in done[0]:
+        out["proxy_cpu_s"] = proxy_ticks / CLK_TCK
+        out["cpu_us_per_req"] = (out["proxy_cpu_s"] * 1e6 / requests) if requests else None
+        # The whole proxy core's busy time: the proxy's own accounting plus
+        # the kernel's work on its core that no process was charged for.
+        out["core_us_per_req"] = (out["proxy_core_busy_s"] * 1e6 / requests) if requests else None
+        out["peak_rss_kib"] = max(p["peak_rss_kib"] for p in done)
+        out["peak_rss_kib_per_process"] = done[-1]["peak_rss_kib_per_process"]
+        # Each slice on its own, to show the drift the slicing evens out.
+        out["slice_cpu_us_per_req"] = [
+            round(p["proxy_ticks"] * 1e6 / CLK_TCK / p["requests"], 2) if p["requests"] else None
+            for p in done]
+    if failed:
+        out["error"] = failed["error"]
+    return out
+
+
+def percentiles(hist):
+    """p50 ... max of a {µs: count} histogram."""
+    if not hist:
         return {"p50_us": None, "p90_us": None, "p99_us": None, "p999_us": None, "max_us": None}
+    values = sorted(hist)
+    total = sum(hist.values())
 
     def pct(p):
-        return sorted_us[min(len(sorted_us) - 1, int(p / 100 * len(sorted_us)))]
+        rank = min(total - 1, int(p / 100 * total))  # 0-based, as a sorted list's index
+        seen = 0
+        for us in values:
+            seen += hist[us]
+            if seen > rank:
+                return us
+        return values[-1]
 
     return {"p50_us": pct(50), "p90_us": pct(90), "p99_us": pct(99), "p999_us": pct(99.9),
-            "max_us": sorted_us[-1]}
+            "max_us": values[-1]}
 
 
 def tool_versions(remora_bin):
@@ -693,6 +775,8 @@ def main():
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=float, help="seconds of load per measurement")
     ap.add_argument("--warmup", type=float, help="seconds of warm-up load before each")
+    ap.add_argument("--slices", type=int,
+                    help="turns the targets take within a figure (duration split between them)")
     ap.add_argument("--targets", nargs="*", choices=TARGETS)
     ap.add_argument("--scenarios", nargs="*")
     ap.add_argument("--idle-connections", type=int, default=IDLE_CONNECTIONS)
@@ -708,6 +792,8 @@ def main():
         args.duration = 2 if args.quick else 6
     if args.warmup is None:
         args.warmup = 1
+    if args.slices is None:
+        args.slices = 1 if args.quick else 6
     if args.scenarios:
         unknown = set(args.scenarios) - {s["id"] for s in SCENARIOS + tls_scenarios()}
         if unknown:
@@ -737,7 +823,7 @@ def main():
     meta = {
         "date": now.isoformat(timespec="seconds"), "revision": rev, "dirty": dirty,
         "mode": "quick" if args.quick else "full", "rounds": args.rounds,
-        "duration_s": args.duration, "warmup_s": args.warmup,
+        "duration_s": args.duration, "warmup_s": args.warmup, "slices": args.slices,
         "idle_connections": args.idle_connections, "cpus": os.cpu_count(),
         "proxy_cpu": PROXY_CPU, "load_cpu": LOAD_CPU, "versions": tool_versions(bench.remora_bin),
         "peak_rss_reset_per_scenario": bench.hwm_reset_ok, "rounds_detail": bench.rounds_meta,

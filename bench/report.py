@@ -132,7 +132,10 @@ def markdown(doc):
         f"# remora benchmark — {meta['date']} — {meta['revision']}"
         f"{' (uncommitted changes)' if meta['dirty'] else ''} — {meta['mode']}",
         "",
-        f"{meta['rounds']} round(s), {meta['duration_s']:g} s of load per figure after "
+        f"{meta['rounds']} round(s), {meta['duration_s']:g} s of load per figure"
+        + (f" in {meta['slices']} slices (the targets take turns, one slice each; a figure "
+           "sums its target's slices)" if meta.get("slices", 1) > 1 else "")
+        + " after "
         + (f"{meta['warmup_s']:g} s of warm-up of each freshly started target (0.5 s before each "
            "open-loop figure)" if meta["mode"] == "quick" else
            f"{meta['warmup_s']:g} s of warm-up each")

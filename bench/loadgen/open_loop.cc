@@ -16,7 +16,8 @@
 // the ones still queued or in flight get `--drain` seconds, then count as
 // timeouts.
 //
-// Output: one JSON object on stdout.
+// Output: one JSON object on stdout: counts, percentiles, and the latency
+// histogram as a flat list of (µs, count) pairs.
 //
 //   open_loop --port 8080 --rate 20000 --duration 5 [--host 127.0.0.1]
 //             [--path /] [--connections 64] [--warmup 1] [--drain 2]
@@ -189,7 +190,7 @@ class Generator {
         "\"scheduled\":%llu,\"sent\":%llu,\"completed\":%llu,\"recorded\":%zu,"
         "\"non_2xx\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu,"
         "\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu,"
-        "\"mean_us\":%.1f}\n",
+        "\"mean_us\":%.1f,\"window_s\":%.6f,\"hist\":[",
         opt_.rate, static_cast<double>(v.size()) / window, opt_.duration,
         opt_.connections, static_cast<unsigned long long>(total_),
         static_cast<unsigned long long>(stats_.sent),
@@ -200,7 +201,18 @@ class Generator {
         static_cast<unsigned long long>(stats_.reconnects),
         static_cast<unsigned long long>(pct(50)), static_cast<unsigned long long>(pct(90)),
         static_cast<unsigned long long>(pct(99)), static_cast<unsigned long long>(pct(99.9)),
-        static_cast<unsigned long long>(v.empty() ? 0 : v.back()), mean);
+        static_cast<unsigned long long>(v.empty() ? 0 : v.back()), mean, window);
+    // The latency histogram as (µs, count) pairs, for the harness to merge
+    // the slices of one figure.
+    const char* sep = "";
+    for (size_t i = 0; i < v.size();) {
+      size_t j = i;
+      while (j < v.size() && v[j] == v[i]) ++j;
+      std::printf("%s%u,%zu", sep, v[i], j - i);
+      sep = ",";
+      i = j;
+    }
+    std::printf("]}\n");
   }
 
  private:

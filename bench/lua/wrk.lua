@@ -1,6 +1,7 @@
 -- wrk script for bench/harness.py: an optional POST body of BENCH_BODY_BYTES
--- bytes, and a machine-readable summary line with the percentiles wrk's own
--- report lacks (p99.9) and every error counter.
+-- bytes, and a machine-readable summary line with every error counter and
+-- the whole latency histogram (µs, count pairs), which the harness merges
+-- over the slices of a figure.
 local body_bytes = tonumber(os.getenv("BENCH_BODY_BYTES") or "0")
 local path = os.getenv("BENCH_PATH")
 
@@ -15,12 +16,15 @@ end
 
 done = function(summary, latency, requests)
   local e = summary.errors
+  local hist = {}
+  for i = 1, #latency do
+    local us, count = latency(i)
+    hist[#hist + 1] = string.format("%d,%d", us, count)
+  end
   io.write(string.format(
     'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
     '"err_connect":%d,"err_read":%d,"err_write":%d,"err_status":%d,"err_timeout":%d,' ..
-    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    '"hist":[%s]}\n',
     summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), latency.max, latency.mean))
+    e.connect, e.read, e.write, e.status, e.timeout, table.concat(hist, ",")))
 end
