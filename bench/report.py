@@ -211,6 +211,8 @@ def markdown(doc):
                          "p99 added vs direct", "CPU µs/req", "core µs/req", "peak RSS",
                          "errors"], rows), ""]
 
+    lines += targets_markdown(doc)
+
     # remora against each peer, round by round.
     lines += ["## remora against each peer, per round", "",
               "Ratios remora ÷ peer for each round (median last): rps higher is better, "
@@ -241,6 +243,65 @@ def markdown(doc):
     if notes:
         lines += ["## Failures", ""] + notes + [""]
     return "\n".join(lines)
+
+
+def targets_markdown(doc):
+    """remora against the best peer of each figure, as the targets ask: CPU
+    per request no higher, requests/s no lower, added p99 no higher. The
+    ratios are medians of the per-round ratios against that peer, which
+    cancel what the machine's speed does between rounds."""
+    summary, ratios = doc["summary"], doc["ratios"]
+    rows = []
+    for s in doc["scenarios"]:
+        sid = s["id"]
+        if s["kind"] == "idle" or not ok(summary[sid].get("remora")):
+            continue
+        me = summary[sid]["remora"]
+        peers = {t: c for t, c in summary[sid].items()
+                 if t not in ("remora", "direct") and ok(c) and c.get("cpu_us_per_req")}
+        if not peers:
+            continue
+        vs = ratios[sid]["remora"]
+
+        def ratio(peer, key):
+            return vs.get(peer, {}).get(key, {}).get("median")
+
+        def added(t):
+            return med(ratios[sid].get(t, {}).get("direct", {}).get("added_p99_us", {})
+                       .get("rounds", []))
+
+        cpu_peer = min(peers, key=lambda t: peers[t]["cpu_us_per_req"])
+        rps_peer = max(peers, key=lambda t: peers[t]["rps"])
+        cpu, rps = ratio(cpu_peer, "cpu_us_per_req"), ratio(rps_peer, "rps")
+        if s["kind"] == "open":  # every target that keeps up achieves the same rate
+            rate = me.get("target_rps") or 0
+            rps_ok = me["rps"] >= min(peers[rps_peer]["rps"], 0.99 * rate)
+        else:
+            rps_ok = rps is not None and rps >= 1.0
+        mark = lambda good: "meets" if good else "**misses**"  # noqa: E731
+        p99 = {t: added(t) for t in peers}
+        p99 = {t: v for t, v in p99.items() if v is not None}
+        mine = added("remora")
+        p99_text = ""
+        if p99 and mine is not None:
+            p99_peer = min(p99, key=p99.get)
+            p99_text = (f"{mark(mine <= p99[p99_peer])}: {fmt_signed_us(mine)} vs "
+                        f"{fmt_signed_us(p99[p99_peer])} ({p99_peer})")
+        rows.append([sid,
+                     f"{mark(cpu is not None and cpu <= 1.0)}: {fmt_ratio(cpu)} {cpu_peer}",
+                     f"{mark(rps_ok)}: {fmt_ratio(rps)} {rps_peer}", p99_text])
+    if not rows:
+        return []
+    return ["## Targets: remora against the best peer", "",
+            "Best peer per figure (lowest CPU µs/req, highest rps, lowest added p99 over "
+            "direct); ratios are remora ÷ that peer, the median of the per-round ratios. "
+            "The targets: CPU ratio ≤ 1, rps ratio ≥ 1 (open loop: the rate achieved), added "
+            "p99 no more than the peer's.", "",
+            table(["scenario", "CPU µs/req", "rps", "p99 added vs direct"], rows), ""]
+
+
+def fmt_signed_us(v):
+    return ("+" + fmt_us(v)) if v >= 0 else ("−" + fmt_us(-v))
 
 
 INTERFERENCE_PCT = 5.0
