@@ -13,6 +13,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -26,6 +27,7 @@
 #include "remora/http/local_reply.h"
 #include "remora/net/buffer_recycler.h"
 #include "remora/net/receive_now.h"
+#include "remora/net/splice_pipe.h"
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
 #include "remora/proxy/worker_context.h"
@@ -45,6 +47,9 @@ using namespace std::string_view_literals;  // appended literals need no strlen
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kIdleRead = 2 * 1024;  // the first read of a request (see read_request_head)
 constexpr size_t kLargeBodyChunk = 64 * 1024;
+// A Content-Length body with at least this much still to come, between two
+// plain TCP sockets, is spliced (see splice_body).
+constexpr uint64_t kSpliceFrom = 256 * 1024;
 constexpr size_t kMaxResponseHead = 64 * 1024;
 
 auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
@@ -145,6 +150,10 @@ class H1Connection final : public DownstreamConnection,
   template <class Parser, class From, class To>
   awaitable<Relay> relay(Parser& parser, From& from, net::ReadBuffer& buffer, To& to,
                          std::string_view head, uint64_t& moved, Replay* replay = nullptr);
+  // nullopt: no pipe to be had; the caller reads and writes instead.
+  template <class Parser>
+  awaitable<std::optional<Relay>> splice_body(Parser& parser, tcp::socket& from, tcp::socket& to,
+                                              uint64_t& moved);
   awaitable<void> tunnel();
   awaitable<bool> proxy_h2(const router::Route& route, upstream::Cluster& cluster,
                            http::h1::RequestHeadParser& request, size_t head_size, std::string path,
@@ -887,6 +896,7 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
                                                    Replay* replay) {
   error_code ec;
   bool large_body = false;
+  bool may_splice = true;
   // A body that fits one read block has mostly arrived with its head (a
   // client writes both at once; the head was read into a small buffer):
   // taken now, head and body leave in one send, which wakes the peer once.
@@ -929,6 +939,14 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
       last_progress_ = Clock::now();
     }
     if (parser.is_done()) co_return Relay::kDone;
+    if constexpr (std::is_same_v<From, tcp::socket> && std::is_same_v<To, tcp::socket>) {
+      const auto left = parser.content_length_remaining();
+      if (may_splice && left && *left >= kSpliceFrom && buffer.size() == 0 &&
+          (!replay || replay->overflow)) {
+        if (auto spliced = co_await splice_body(parser, from, to, moved)) co_return *spliced;
+        may_splice = false;
+      }
+    }
     // A body that fills its 16 KiB reads is read 64 KiB at a time from then
     // on: a quarter of the syscalls, and bigger segments on the way out.
     size_t room = large_body ? std::min(kLargeBodyChunk, buffer.max_size() - buffer.size())
@@ -946,6 +964,68 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
     buffer.commit(n);
     last_progress_ = Clock::now();
   }
+}
+
+// The rest of a large Content-Length body, socket to socket through a pipe:
+// the kernel moves the pages, nothing is copied through this process (a
+// 1 MiB upload otherwise crosses user space twice). The parser is told of
+// the bytes without seeing them (a Content-Length body has nothing to check)
+// so that it ends where the body does. Waits only when a side is not ready;
+// yields to the worker's other connections after every pipe-full.
+template <class ClientStream>
+template <class Parser>
+awaitable<std::optional<Relay>> H1Connection<ClientStream>::splice_body(Parser& parser,
+                                                                         tcp::socket& from,
+                                                                         tcp::socket& to,
+                                                                         uint64_t& moved) {
+  // What the parser is given for bytes it does not see; never written, and
+  // not const so that it takes no room in the binary (.bss).
+  static char unseen[kLargeBodyChunk];
+  net::SplicePipe pipe;
+  error_code ec;
+  from.native_non_blocking(true, ec);  // splice(2) waits on a blocking socket
+  if (!ec) to.native_non_blocking(true, ec);
+  if (!pipe.ok() || ec) co_return std::nullopt;
+  uint64_t left = *parser.content_length_remaining();
+  while (left > 0 || pipe.held() > 0) {
+    bool source_waits = false, sink_waits = false;
+    if (left > 0 && pipe.room() > 0) {
+      const size_t n = pipe.fill(from.native_handle(), std::min<uint64_t>(left, pipe.room()), ec);
+      if (ec == asio::error::would_block) {
+        source_waits = true;
+      } else if (ec) {
+        co_return Relay::kSourceFailed;  // reset, or closed before the body's end
+      }
+      left -= n;
+      if (n) last_progress_ = Clock::now();
+      for (size_t told = 0; told < n;) {
+        const size_t piece = std::min(n - told, sizeof unseen);
+        if (parser.put(asio::const_buffer(unseen, piece), ec) != piece || ec)
+          co_return Relay::kBadFraming;
+        told += piece;
+      }
+    }
+    if (pipe.held() > 0) {
+      const size_t m = pipe.drain(to.native_handle(), ec);
+      if (ec == asio::error::would_block) {
+        sink_waits = true;
+      } else if (ec) {
+        co_return Relay::kSinkFailed;
+      }
+      moved += m;
+      if (m) last_progress_ = Clock::now();
+    }
+    if (sink_waits) {
+      co_await to.async_wait(tcp::socket::wait_write, nothrow(ec));
+    } else if (source_waits && pipe.held() == 0) {
+      co_await from.async_wait(tcp::socket::wait_read, nothrow(ec));
+    } else {
+      co_await asio::post(to.get_executor(), asio::use_awaitable);
+    }
+    if (fired_ != Deadline::kNone) co_return Relay::kTimedOut;
+    if (ec) co_return sink_waits ? Relay::kSinkFailed : Relay::kSourceFailed;
+  }
+  co_return parser.is_done() ? Relay::kDone : Relay::kBadFraming;
 }
 
 // HTTP/1.1 client, HTTP/2 upstream: the request body is decoded from its h1

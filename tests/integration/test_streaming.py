@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from helpers import RawConn, pattern_sha256, request_bytes
+from conftest import one_cluster_config
+from helpers import RawConn, http_request, pattern_sha256, request_bytes
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -47,6 +48,28 @@ def test_1gib_upload_streams_with_bounded_memory(proxied):
     assert echo["body_sha256"] == h.hexdigest()
     hwm = r.vm_status("VmHWM")
     assert hwm < MAX_HWM_KIB, "remora peak RSS %d KiB >= %d KiB" % (hwm, MAX_HWM_KIB)
+
+
+def test_sized_upload_that_stalls_mid_body_is_cut_off_at_the_stream_idle_timeout(procs, upstream):
+    """A large Content-Length body goes socket to socket in the kernel
+    (splice); when the client stops sending halfway, remora still ends the
+    connection at the listener's stream_idle_timeout, the upstream never gets
+    a complete request, and the next client is served."""
+    config = one_cluster_config(upstream)
+    config["listeners"][0]["limits"] = {"stream_idle_timeout": "500ms"}
+    r = procs.remora(config)
+    with RawConn(r.port(), timeout=10) as c:
+        c.send(request_bytes("PUT", "/stalled", [("Content-Length", str(8 * MiB))]))
+        c.send(b"x" * (2 * MiB))
+        start = time.monotonic()
+        with pytest.raises((EOFError, ConnectionResetError)):
+            c._fill()  # no answer: the connection ends
+        elapsed = time.monotonic() - start
+    assert 0.4 <= elapsed <= 5, "closed after %.2f s (stream_idle_timeout 500ms)" % elapsed
+    stalled = [q for q in upstream.requests() if q["target"] == "/stalled"]
+    assert stalled and not stalled[0]["complete"], stalled
+    res = http_request(r.port(), "PUT", "/after", body=b"y" * (3 * MiB))
+    assert res.status == 200 and res.json()["body_bytes"] == 3 * MiB, res
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
