@@ -185,10 +185,11 @@ def core_usage(deltas, proxy_ticks, load_ticks):
     """From each core's ticks over a figure ({cpu: (busy, softirq, total)},
     summed over its slices): per core busy %, and on each core the share
     outside the accounting of what this run started: other processes on the
-    machine (a busy machine shows here), and on the proxy core also the kernel's softirq work done
-    while the proxy was not the running task (the kernel charges a tick to
-    whatever task it interrupts: softirq run in the proxy's context is the
-    proxy's, softirq run while the core idled is no process's)."""
+    machine (a busy machine shows here), and on the proxy core also the
+    kernel's softirq work done while the proxy was not the running task (the
+    kernel charges a tick to whatever task it interrupts: softirq run in the
+    proxy's context is the proxy's, softirq run while the core idled is no
+    process's)."""
     usage = {}
     for cpu, (busy, softirq, total) in deltas.items():
         total = max(1, total)
@@ -512,8 +513,8 @@ class Bench:
         errors = int(r.group(5)) + int(r.group(7))
         if st:
             errors += int(st.group(3)) + int(st.group(4))
-        return {"requests": succeeded, "window_s": float(m.group(1)) / (1000 if m.group(2) == "ms" else 1), "hist": hist,
-                "errors": errors}
+        window = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+        return {"requests": succeeded, "window_s": window, "hist": hist, "errors": errors}
 
     def open_loop(self, port, rate, connections, first):
         """One open-loop slice. The first slice of a target warms it up (at
