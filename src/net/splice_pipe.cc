@@ -10,9 +10,17 @@
 namespace remora::net {
 
 namespace {
-boost::system::error_code from_errno(int e) {
-  if (e == EAGAIN || e == EWOULDBLOCK) return boost::asio::error::would_block;
-  return {e, boost::system::system_category()};
+// One splice(2) that does not wait on the pipe: the bytes moved, or 0 and
+// the error (would_block when a side is not ready).
+size_t splice_some(int in, int out, size_t len, boost::system::error_code& ec) {
+  ec = {};
+  const ssize_t n = ::splice(in, nullptr, out, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  if (n >= 0) return static_cast<size_t>(n);
+  if (errno == EAGAIN || errno == EWOULDBLOCK)
+    ec = boost::asio::error::would_block;
+  else
+    ec = {errno, boost::system::system_category()};
+  return 0;
 }
 }  // namespace
 
@@ -34,28 +42,16 @@ SplicePipe::~SplicePipe() {
 }
 
 size_t SplicePipe::fill(int from, size_t max, boost::system::error_code& ec) {
-  ec = {};
-  const ssize_t n = ::splice(from, nullptr, write_end_, nullptr, max,
-                             SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  if (n < 0) {
-    ec = from_errno(errno);
-    return 0;
-  }
-  if (n == 0 && max != 0) ec = boost::asio::error::eof;
-  held_ += static_cast<size_t>(n);
-  return static_cast<size_t>(n);
+  const size_t n = splice_some(from, write_end_, max, ec);
+  if (!ec && n == 0 && max != 0) ec = boost::asio::error::eof;
+  held_ += n;
+  return n;
 }
 
 size_t SplicePipe::drain(int to, boost::system::error_code& ec) {
-  ec = {};
-  const ssize_t n = ::splice(read_end_, nullptr, to, nullptr, held_,
-                             SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  if (n < 0) {
-    ec = from_errno(errno);
-    return 0;
-  }
-  held_ -= static_cast<size_t>(n);
-  return static_cast<size_t>(n);
+  const size_t n = splice_some(read_end_, to, held_, ec);
+  held_ -= n;
+  return n;
 }
 
 }  // namespace remora::net
