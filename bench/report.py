@@ -278,18 +278,17 @@ def targets_markdown(doc):
             rps_ok = me["rps"] >= min(peers[rps_peer]["rps"], 0.99 * rate)
         else:
             rps_ok = rps is not None and rps >= 1.0
-        mark = lambda good: "meets" if good else "**misses**"  # noqa: E731
         p99 = {t: added(t) for t in peers}
         p99 = {t: v for t, v in p99.items() if v is not None}
         mine = added("remora")
         p99_text = ""
         if p99 and mine is not None:
             p99_peer = min(p99, key=p99.get)
-            p99_text = (f"{mark(mine <= p99[p99_peer])}: {fmt_signed_us(mine)} vs "
+            p99_text = (f"{verdict(mine <= p99[p99_peer])}: {fmt_signed_us(mine)} vs "
                         f"{fmt_signed_us(p99[p99_peer])} ({p99_peer})")
         rows.append([sid,
-                     f"{mark(cpu is not None and cpu <= 1.0)}: {fmt_ratio(cpu)} {cpu_peer}",
-                     f"{mark(rps_ok)}: {fmt_ratio(rps)} {rps_peer}", p99_text])
+                     f"{verdict(cpu is not None and cpu <= 1.0)}: {fmt_ratio(cpu)} {cpu_peer}",
+                     f"{verdict(rps_ok)}: {fmt_ratio(rps)} {rps_peer}", p99_text])
     if not rows:
         return []
     return ["## Targets: remora against the best peer", "",
@@ -298,6 +297,10 @@ def targets_markdown(doc):
             "The targets: CPU ratio ≤ 1, rps ratio ≥ 1 (open loop: the rate achieved), added "
             "p99 no more than the peer's.", "",
             table(["scenario", "CPU µs/req", "rps", "p99 added vs direct"], rows), ""]
+
+
+def verdict(good):
+    return "meets" if good else "**misses**"
 
 
 def fmt_signed_us(v):
