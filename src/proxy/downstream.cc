@@ -19,7 +19,7 @@ ListenerProtocol protocol_for_alpn(std::string_view alpn, ListenerProtocol confi
   return configured;
 }
 
-void serve_downstream(tcp::socket socket, WorkerContext& worker, std::string listener_name,
+void serve_downstream(net::Socket socket, WorkerContext& worker, std::string listener_name,
                       ListenerProtocol protocol) {
   switch (protocol) {
     case ListenerProtocol::kHttp1:

@@ -38,7 +38,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
+using net::Awaitable;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using http::LocalReason;
@@ -52,7 +52,7 @@ constexpr size_t kLargeBodyChunk = 64 * 1024;
 constexpr uint64_t kSpliceFrom = 256 * 1024;
 constexpr size_t kMaxResponseHead = 64 * 1024;
 
-auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+auto nothrow(error_code& ec) { return net::nothrow(ec); }
 
 std::string_view text(const net::ReadBuffer& b) {
   return {static_cast<const char*>(b.data().data()), b.size()};
@@ -106,7 +106,7 @@ std::string chunked_tail(const upstream::Fields& trailers) {
   return tail;
 }
 
-// ClientStream: tcp::socket today; an ssl::stream over it when TLS lands.
+// ClientStream: net::Socket today; an ssl::stream over it when TLS lands.
 // Socket-level calls go through lowest_layer(), which both provide.
 template <class ClientStream>
 class H1Connection final : public DownstreamConnection,
@@ -126,7 +126,7 @@ class H1Connection final : public DownstreamConnection,
     client_ip_ = ec ? "unknown" : peer.address().to_string();
   }
 
-  awaitable<void> run();
+  Awaitable<void> run();
 
   void drain() override {
     close_after_ = true;
@@ -139,29 +139,29 @@ class H1Connection final : public DownstreamConnection,
  private:
   struct RequestInfo;
 
-  awaitable<bool> serve_one(const WorkerView& view, const ListenerSpec& listener);
-  awaitable<bool> read_request_head(http::h1::RequestHeadParser& parser,
+  Awaitable<bool> serve_one(const WorkerView& view, const ListenerSpec& listener);
+  Awaitable<bool> read_request_head(http::h1::RequestHeadParser& parser,
                                     const ListenerSpec& listener, size_t& head_size);
-  awaitable<bool> proxy(const WorkerView& view, const ListenerSpec& listener,
+  Awaitable<bool> proxy(const WorkerView& view, const ListenerSpec& listener,
                         const router::Route& route, http::h1::RequestHeadParser& request,
                         size_t head_size);
   enum class Connect { kConnected, kFailed, kCircuitOpen };
-  awaitable<Connect> connect(upstream::UpstreamEndpoint& endpoint, const upstream::ClusterSpec& spec);
+  Awaitable<Connect> connect(upstream::UpstreamEndpoint& endpoint, const upstream::ClusterSpec& spec);
   template <class Parser, class From, class To>
-  awaitable<Relay> relay(Parser& parser, From& from, net::ReadBuffer& buffer, To& to,
+  Awaitable<Relay> relay(Parser& parser, From& from, net::ReadBuffer& buffer, To& to,
                          std::string_view head, uint64_t& moved, Replay* replay = nullptr);
   // nullopt: no pipe to be had; the caller reads and writes instead.
   template <class Parser>
-  awaitable<std::optional<Relay>> splice_body(Parser& parser, tcp::socket& from, tcp::socket& to,
+  Awaitable<std::optional<Relay>> splice_body(Parser& parser, net::Socket& from, net::Socket& to,
                                               uint64_t& moved);
-  awaitable<void> tunnel();
-  awaitable<bool> proxy_h2(const router::Route& route, upstream::Cluster& cluster,
+  Awaitable<void> tunnel();
+  Awaitable<bool> proxy_h2(const router::Route& route, upstream::Cluster& cluster,
                            http::h1::RequestHeadParser& request, size_t head_size, std::string path,
                            bool expect_continue);
   // `status` replaces the reason's own (a fault abort's).
-  awaitable<void> reply_local(LocalReason reason, bool close, unsigned status = 0);
-  awaitable<void> reject(const ListenerSpec& listener, LocalReason reason);
-  awaitable<void> linger_close();
+  Awaitable<void> reply_local(LocalReason reason, bool close, unsigned status = 0);
+  Awaitable<void> reject(const ListenerSpec& listener, LocalReason reason);
+  Awaitable<void> linger_close();
   void finish_request(unsigned status, std::string_view reason);
 
   void arm(Deadline kind, Clock::duration after);
@@ -190,7 +190,7 @@ class H1Connection final : public DownstreamConnection,
   // earlier request only ends one wait early: every wait re-checks its state.
   std::shared_ptr<Signal> h2_wake_;
 
-  asio::steady_timer timer_;
+  net::Timer timer_;
   Deadline deadline_ = Deadline::kNone;
   Clock::time_point deadline_at_{};
   Clock::time_point last_progress_{};
@@ -278,7 +278,7 @@ void H1Connection<ClientStream>::on_timer() {
 // ---------------------------------------------------------------- lifecycle
 
 template <class ClientStream>
-awaitable<void> H1Connection<ClientStream>::run() {
+Awaitable<void> H1Connection<ClientStream>::run() {
   worker_.connections.push_back(*this);
   auto view = worker_.view;
   const ListenerSpec* listener = view->listener(listener_name_);
@@ -299,7 +299,7 @@ awaitable<void> H1Connection<ClientStream>::run() {
   }
 
   error_code ec;
-  client_.lowest_layer().shutdown(tcp::socket::shutdown_both, ec);
+  client_.lowest_layer().shutdown(net::Socket::shutdown_both, ec);
   client_.lowest_layer().close(ec);
   upstream_.reset();
   disarm();
@@ -311,9 +311,9 @@ awaitable<void> H1Connection<ClientStream>::run() {
 // Reads what the client still sends for a moment before closing, so that the
 // reply just written is not destroyed by a TCP reset.
 template <class ClientStream>
-awaitable<void> H1Connection<ClientStream>::linger_close() {
+Awaitable<void> H1Connection<ClientStream>::linger_close() {
   error_code ec;
-  client_.lowest_layer().shutdown(tcp::socket::shutdown_send, ec);
+  client_.lowest_layer().shutdown(net::Socket::shutdown_send, ec);
   arm(Deadline::kLinger, std::chrono::seconds(1));
   std::array<char, 4096> sink;
   for (size_t total = 0; total < 256 * 1024 && !ec;) {
@@ -323,7 +323,7 @@ awaitable<void> H1Connection<ClientStream>::linger_close() {
 }
 
 template <class ClientStream>
-awaitable<void> H1Connection<ClientStream>::reply_local(LocalReason reason, bool close,
+Awaitable<void> H1Connection<ClientStream>::reply_local(LocalReason reason, bool close,
                                                         unsigned status) {
   auto reply = http::local_reply(reason);
   if (status) {
@@ -343,7 +343,7 @@ awaitable<void> H1Connection<ClientStream>::reply_local(LocalReason reason, bool
 
 // A request refused before routing: counted by reason, answered, closed.
 template <class ClientStream>
-awaitable<void> H1Connection<ClientStream>::reject(const ListenerSpec& listener,
+Awaitable<void> H1Connection<ClientStream>::reject(const ListenerSpec& listener,
                                                    LocalReason reason) {
   auto reply = http::local_reply(reason);
   listener.stats->rejected_for(reply.reason).add();
@@ -353,7 +353,7 @@ awaitable<void> H1Connection<ClientStream>::reject(const ListenerSpec& listener,
 // ---------------------------------------------------------------- one request
 
 template <class ClientStream>
-awaitable<bool> H1Connection<ClientStream>::read_request_head(http::h1::RequestHeadParser& parser,
+Awaitable<bool> H1Connection<ClientStream>::read_request_head(http::h1::RequestHeadParser& parser,
                                                               const ListenerSpec& listener,
                                                               size_t& head_size) {
   const auto& limits = listener.limits;
@@ -368,7 +368,7 @@ awaitable<bool> H1Connection<ClientStream>::read_request_head(http::h1::RequestH
       if (data.substr(0, common) != kH2Preface.substr(0, common)) {
         detect_h2_ = false;
       } else if (common == kH2Preface.size()) {
-        if constexpr (std::is_same_v<ClientStream, tcp::socket>) {
+        if constexpr (std::is_same_v<ClientStream, net::Socket>) {
           disarm();
           serve_h2(std::move(client_), worker_, listener_name_, std::move(in_));
         }
@@ -428,7 +428,7 @@ awaitable<bool> H1Connection<ClientStream>::read_request_head(http::h1::RequestH
 }
 
 template <class ClientStream>
-awaitable<bool> H1Connection<ClientStream>::serve_one(const WorkerView& view,
+Awaitable<bool> H1Connection<ClientStream>::serve_one(const WorkerView& view,
                                                       const ListenerSpec& listener) {
   auto& parser = request_parser_.emplace(request_fields_);
   parser.header_limit(static_cast<std::uint32_t>(listener.limits.max_header_bytes));
@@ -520,13 +520,13 @@ void H1Connection<ClientStream>::finish_request(unsigned status, std::string_vie
 
 template <class ClientStream>
 auto H1Connection<ClientStream>::connect(upstream::UpstreamEndpoint& endpoint,
-                                         const upstream::ClusterSpec& spec) -> awaitable<Connect> {
+                                         const upstream::ClusterSpec& spec) -> Awaitable<Connect> {
   auto slots = upstream::reserve_connection(spec.breaker.get());
   if (!slots.granted) {
     spec.stats->circuit_open.add();
     co_return Connect::kCircuitOpen;
   }
-  upstream_ = std::make_unique<upstream::UpstreamConnection>(tcp::socket(timer_.get_executor()),
+  upstream_ = std::make_unique<upstream::UpstreamConnection>(net::Socket(timer_.get_executor()),
                                                              &spec.stats->active_connections);
   upstream_->slot = std::move(slots.connection);
   arm(Deadline::kConnect, spec.connect_timeout);
@@ -545,7 +545,7 @@ auto H1Connection<ClientStream>::connect(upstream::UpstreamEndpoint& endpoint,
 }
 
 template <class ClientStream>
-awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
+Awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
                                                   const ListenerSpec& listener,
                                                   const router::Route& route,
                                                   http::h1::RequestHeadParser& request,
@@ -563,7 +563,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
   // -- the route's policies, then the cluster's breaker (DESIGN §1)
   auto verdict = apply_route_policies(route, request.headers, worker_.random(), Clock::now());
   if (verdict.delay.count() > 0) {
-    asio::steady_timer pause(timer_.get_executor(), verdict.delay);
+    net::Timer pause(timer_.get_executor(), verdict.delay);
     error_code ec;
     co_await pause.async_wait(nothrow(ec));
   }
@@ -668,7 +668,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
   // waits out the backoff (or the upstream's Retry-After) and picks an
   // endpoint other than the one that failed, where there is one.
   auto retry_after = [&](policy::TryOutcome outcome, unsigned status = 0,
-                         std::chrono::milliseconds wait_hint = {}) -> awaitable<bool> {
+                         std::chrono::milliseconds wait_hint = {}) -> Awaitable<bool> {
     if (!retry_method || retries + 1 >= retry.attempts || !retry.retriable(outcome, status))
       co_return false;
     // A body is replayed from what was kept: all of it, or no retry. Before
@@ -680,7 +680,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     if (now + wait >= route_deadline) co_return false;
     if (!take_retry(route, *current_.target, spec, retry_slot, now)) co_return false;
     ++retries;
-    asio::steady_timer pause(timer_.get_executor(), wait);
+    net::Timer pause(timer_.get_executor(), wait);
     error_code ec;
     co_await pause.async_wait(nothrow(ec));
     if (auto other = cluster.pick_other(endpoint_.get(), worker_.random())) endpoint_ = other;
@@ -890,7 +890,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
 // write. Reads only after the previous write completed: backpressure.
 template <class ClientStream>
 template <class Parser, class From, class To>
-awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
+Awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
                                                    net::ReadBuffer& buffer, To& to,
                                                    std::string_view head, uint64_t& moved,
                                                    Replay* replay) {
@@ -939,7 +939,7 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
       last_progress_ = Clock::now();
     }
     if (parser.is_done()) co_return Relay::kDone;
-    if constexpr (std::is_same_v<From, tcp::socket> && std::is_same_v<To, tcp::socket>) {
+    if constexpr (std::is_same_v<From, net::Socket> && std::is_same_v<To, net::Socket>) {
       const auto left = parser.content_length_remaining();
       if (may_splice && left && *left >= kSpliceFrom && buffer.size() == 0 &&
           (!replay || replay->overflow)) {
@@ -974,9 +974,9 @@ awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
 // yields to the worker's other connections after every pipe-full.
 template <class ClientStream>
 template <class Parser>
-awaitable<std::optional<Relay>> H1Connection<ClientStream>::splice_body(Parser& parser,
-                                                                         tcp::socket& from,
-                                                                         tcp::socket& to,
+Awaitable<std::optional<Relay>> H1Connection<ClientStream>::splice_body(Parser& parser,
+                                                                         net::Socket& from,
+                                                                         net::Socket& to,
                                                                          uint64_t& moved) {
   // What the parser is given for bytes it does not see; never written, and
   // not const so that it takes no room in the binary (.bss).
@@ -1016,11 +1016,11 @@ awaitable<std::optional<Relay>> H1Connection<ClientStream>::splice_body(Parser& 
       if (m) last_progress_ = Clock::now();
     }
     if (sink_waits) {
-      co_await to.async_wait(tcp::socket::wait_write, nothrow(ec));
+      co_await to.async_wait(net::Socket::wait_write, nothrow(ec));
     } else if (source_waits && pipe.held() == 0) {
-      co_await from.async_wait(tcp::socket::wait_read, nothrow(ec));
+      co_await from.async_wait(net::Socket::wait_read, nothrow(ec));
     } else {
-      co_await asio::post(to.get_executor(), asio::use_awaitable);
+      co_await asio::post(to.get_executor(), net::use_awaitable);
     }
     if (fired_ != Deadline::kNone) co_return Relay::kTimedOut;
     if (ec) co_return sink_waits ? Relay::kSinkFailed : Relay::kSourceFailed;
@@ -1035,7 +1035,7 @@ awaitable<std::optional<Relay>> H1Connection<ClientStream>::splice_body(Parser& 
 // while the upstream takes bytes, the upstream's window opens only as bytes
 // reach the client.
 template <class ClientStream>
-awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
+Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
                                                      upstream::Cluster& cluster,
                                                      http::h1::RequestHeadParser& request,
                                                      size_t head_size, std::string path,
@@ -1084,7 +1084,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   // A stream for this try on endpoint_: the request bytes kept by the last
   // try's stream (all sent so far, and what is still to send) move over to
   // it and go out again from the start. None, and why, when it cannot open.
-  auto open_stream = [&]() -> awaitable<std::optional<LocalReason>> {
+  auto open_stream = [&]() -> Awaitable<std::optional<LocalReason>> {
     auto connection = co_await upstream::h2_client_for(*endpoint_, spec);
     if (!connection.client) {
       if (connection.circuit_open) {
@@ -1116,7 +1116,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   unsigned retries = 0;
   policy::CircuitBreaker::Guard retry_slot;
   auto next_try = [&](policy::TryOutcome outcome, unsigned status = 0, int grpc = -1,
-                      std::chrono::milliseconds wait_hint = {}) -> awaitable<bool> {
+                      std::chrono::milliseconds wait_hint = {}) -> Awaitable<bool> {
     if (!retry_method || retries + 1 >= retry.attempts || !retry.retriable(outcome, status, grpc))
       co_return false;
     // A body is sent again from what the stream kept: all of it, or no
@@ -1130,7 +1130,7 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     retire_stream();
     ++retries;
     upstream_head.set_attempt(retries + 1);
-    asio::steady_timer pause(timer_.get_executor(), wait);
+    net::Timer pause(timer_.get_executor(), wait);
     co_await pause.async_wait(nothrow(ec));
     ec = {};
     if (auto other = cluster.pick_other(endpoint_.get(), worker_.random())) endpoint_ = other;
@@ -1361,9 +1361,9 @@ awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
 
 // After a 101: bytes both ways, untouched, until either side closes.
 template <class ClientStream>
-awaitable<void> H1Connection<ClientStream>::tunnel() {
+Awaitable<void> H1Connection<ClientStream>::tunnel() {
   using namespace asio::experimental::awaitable_operators;
-  auto pump = [](auto& from, auto& to, net::ReadBuffer& pending) -> awaitable<void> {
+  auto pump = [](auto& from, auto& to, net::ReadBuffer& pending) -> Awaitable<void> {
     error_code ec;
     if (pending.size() != 0) {
       co_await asio::async_write(to, pending.data(), nothrow(ec));
@@ -1377,7 +1377,7 @@ awaitable<void> H1Connection<ClientStream>::tunnel() {
       co_await asio::async_write(to, asio::buffer(chunk.data(), n), nothrow(ec));
       if (ec) break;
     }
-    to.lowest_layer().shutdown(tcp::socket::shutdown_send, ec);
+    to.lowest_layer().shutdown(net::Socket::shutdown_send, ec);
   };
   co_await (pump(client_, upstream_->socket, in_) &&
             pump(upstream_->socket, client_, upstream_->buffer));
@@ -1385,13 +1385,13 @@ awaitable<void> H1Connection<ClientStream>::tunnel() {
 
 }  // namespace
 
-void serve_h1(tcp::socket socket, WorkerContext& worker, std::string listener_name,
+void serve_h1(net::Socket socket, WorkerContext& worker, std::string listener_name,
               net::ReadBuffer initial, bool detect_h2) {
   auto executor = socket.get_executor();
-  auto connection = std::make_shared<H1Connection<tcp::socket>>(
+  auto connection = std::make_shared<H1Connection<net::Socket>>(
       std::move(socket), worker, std::move(listener_name), std::move(initial), detect_h2);
   asio::co_spawn(
-      executor, [connection]() -> awaitable<void> { co_await connection->run(); }, asio::detached);
+      executor, [connection]() -> Awaitable<void> { co_await connection->run(); }, asio::detached);
 }
 
 }  // namespace remora::proxy

@@ -46,7 +46,7 @@ namespace {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
+using net::Awaitable;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using http::LocalReason;
@@ -60,10 +60,10 @@ constexpr int32_t kConnectionWindow = 1024 * 1024;
 // nothing and us a callback each; legitimate clients do not send runs of them.
 constexpr uint32_t kMaxConsecutiveEmptyFrames = 10;
 
-auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+auto nothrow(error_code& ec) { return net::nothrow(ec); }
 
 struct H2Stream {
-  explicit H2Stream(int32_t stream_id, const asio::any_io_executor& ex)
+  explicit H2Stream(int32_t stream_id, const net::Executor& ex)
       : id(stream_id), wake(ex) {
     fields.reserve(16);  // a typical request head without regrowing per field
   }
@@ -122,7 +122,7 @@ bool blames_endpoint(const H2Stream& s) {
 class H2Connection final : public DownstreamConnection,
                            public std::enable_shared_from_this<H2Connection> {
  public:
-  H2Connection(tcp::socket socket, WorkerContext& worker, std::string listener,
+  H2Connection(net::Socket socket, WorkerContext& worker, std::string listener,
                net::ReadBuffer initial)
       : client_(std::move(socket)),
         worker_(worker),
@@ -138,18 +138,18 @@ class H2Connection final : public DownstreamConnection,
     if (session_) nghttp2_session_del(session_);
   }
 
-  awaitable<void> run();
+  Awaitable<void> run();
   void drain() override;
 
  private:
   bool start_session(const ListenerLimits& limits);
   void flush();
   void write_pending();
-  awaitable<void> serve_stream(std::shared_ptr<H2Stream> stream);
-  awaitable<bool> exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
+  Awaitable<void> serve_stream(std::shared_ptr<H2Stream> stream);
+  Awaitable<bool> exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
                            const router::Route& route, http::HeaderList& fields,
                            observe::RequestSeries*& series, std::string& upstream_address);
-  awaitable<bool> exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref, upstream::Cluster& cluster,
+  Awaitable<bool> exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref, upstream::Cluster& cluster,
                               std::shared_ptr<upstream::UpstreamEndpoint> endpoint,
                               const router::RouteTarget& target, const router::Route& route,
                               const http::HeaderList& fields, std::string& upstream_address);
@@ -175,6 +175,7 @@ class H2Connection final : public DownstreamConnection,
   void submit_response(H2Stream& s, unsigned status, const upstream::Fields& fields,
                        bool with_body);
   void close_streams();
+  void start_streams();
   // Records how a stream ended; true when >= 50 % of the last 500 were reset
   // early by the client (rapid reset below nghttp2's rate limit).
   bool note_reset(bool reset) {
@@ -200,7 +201,7 @@ class H2Connection final : public DownstreamConnection,
   static ssize_t read_body(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*,
                            nghttp2_data_source*, void*);
 
-  tcp::socket client_;
+  net::Socket client_;
   WorkerContext& worker_;
   std::string listener_name_;
   std::string client_ip_;
@@ -211,12 +212,15 @@ class H2Connection final : public DownstreamConnection,
   bool draining_ = false;
   // One timer for the connection's idle timeout and every stream's deadline
   // and idle timeout, armed for the earliest of them (see arm_timer).
-  asio::steady_timer timer_;
+  net::Timer timer_;
   Clock::time_point timer_due_ = Clock::time_point::max();
   bool finished_ = false;  // run() is over: the timer stays off
   Clock::time_point idle_since_ = Clock::now();  // when the last open stream closed
   std::chrono::milliseconds idle_timeout_{3'600'000};
   std::map<int32_t, std::shared_ptr<H2Stream>> streams_;
+  // Request heads completed during the current nghttp2_session_mem_recv:
+  // served once it returns (see start_streams).
+  std::vector<std::shared_ptr<H2Stream>> starting_;
   observe::ListenerSeries* stats_ = nullptr;
   std::chrono::milliseconds stream_idle_timeout_{300'000};
   size_t max_concurrent_streams_ = 100;
@@ -263,7 +267,7 @@ bool H2Connection::start_session(const ListenerLimits& limits) {
   return true;
 }
 
-awaitable<void> H2Connection::run() {
+Awaitable<void> H2Connection::run() {
   // Torn down with its io_context (the worker stopped) instead of ending
   // here: a stream parked on its Signal would keep this connection alive.
   struct AbandonParkedStreams {
@@ -309,6 +313,7 @@ awaitable<void> H2Connection::run() {
           break;
         }
         in_.consume(static_cast<size_t>(used));
+        start_streams();
         flush();
       }
       if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) break;
@@ -334,12 +339,12 @@ awaitable<void> H2Connection::run() {
   close_streams();
   // Let the last frames (GOAWAY) go out before closing.
   for (int i = 0; i < 100 && writing_; ++i) {
-    asio::steady_timer pause(client_.get_executor(), std::chrono::milliseconds(10));
+    net::Timer pause(client_.get_executor(), std::chrono::milliseconds(10));
     error_code ec;
     co_await pause.async_wait(nothrow(ec));
   }
   error_code ec;
-  client_.shutdown(tcp::socket::shutdown_both, ec);
+  client_.shutdown(net::Socket::shutdown_both, ec);
   client_.close(ec);
   if (stats_) stats_->active_connections.add(-1);
   open_downstream_connections().fetch_sub(1);
@@ -363,6 +368,15 @@ void H2Connection::close_streams() {
     if (stream->upstream) stream->upstream->socket.close(ec);
     stream->wake.notify();
   }
+}
+
+// Served after the whole read is processed, not from the callback: a
+// RST_STREAM in the same read is seen first, so a rapid-reset flood causes
+// no upstream work (serve_stream returns at once for a closed stream).
+void H2Connection::start_streams() {
+  for (auto& stream : starting_)
+    asio::co_spawn(client_.get_executor(), serve_stream(std::move(stream)), asio::detached);
+  starting_.clear();
 }
 
 // Frames go out from a posted handler, never from inside an nghttp2
@@ -479,11 +493,7 @@ int H2Connection::on_frame_recv(nghttp2_session* session, const nghttp2_frame* f
   if (frame->hd.type == NGHTTP2_RST_STREAM) stream->reset_by_client = true;
   if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
     stream->in_end = end_stream;
-    // Posted, not run inline: a RST_STREAM in the same read is seen first,
-    // so a rapid-reset flood causes no upstream work.
-    asio::post(self->client_.get_executor(), [self = self->shared_from_this(), stream] {
-      asio::co_spawn(self->client_.get_executor(), self->serve_stream(stream), asio::detached);
-    });
+    self->starting_.push_back(stream);
   } else if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) && end_stream) {
     stream->in_end = true;
     stream->wake.notify();
@@ -720,7 +730,7 @@ void H2Connection::stream_idle_expired(H2Stream& s) {
   }
 }
 
-awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
+Awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
   auto self = shared_from_this();
   H2Stream& s = *stream;
   auto view = worker_.view;
@@ -792,7 +802,7 @@ awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
 }
 
 // One request on an HTTP/1.1 upstream. False when the stream was reset.
-awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
+Awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
                                        const router::Route& route, http::HeaderList& fields,
                                        observe::RequestSeries*& series,
                                        std::string& upstream_address) {
@@ -807,7 +817,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   // -- the route's policies, then the cluster's breaker (DESIGN §1)
   auto verdict = apply_route_policies(route, fields, worker_.random(), Clock::now());
   if (verdict.delay.count() > 0) {
-    asio::steady_timer pause(client_.get_executor(), verdict.delay);
+    net::Timer pause(client_.get_executor(), verdict.delay);
     error_code ec;
     co_await pause.async_wait(nothrow(ec));
     if (s.closed) co_return false;
@@ -894,7 +904,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   // the breaker and the clock allow: waits out the backoff (or
   // Retry-After), then picks another endpoint if there is one.
   auto next_try = [&](policy::TryOutcome outcome, unsigned status = 0,
-                      std::chrono::milliseconds wait_hint = {}) -> awaitable<bool> {
+                      std::chrono::milliseconds wait_hint = {}) -> Awaitable<bool> {
     if (!retry_method || retries + 1 >= retry.attempts || !retry.retriable(outcome, status))
       co_return false;
     if (body_dropped || s.closed || s.timed_out) co_return false;
@@ -903,7 +913,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     if (now + wait >= s.deadline) co_return false;
     if (!take_retry(route, target, spec, retry_slot, now)) co_return false;
     ++retries;
-    asio::steady_timer pause(client_.get_executor(), wait);
+    net::Timer pause(client_.get_executor(), wait);
     error_code ignored;
     co_await pause.async_wait(nothrow(ignored));
     if (auto other = cluster.pick_other(endpoint.get(), worker_.random())) endpoint = other;
@@ -926,9 +936,9 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
         co_return false;
       }
       s.upstream = std::make_unique<upstream::UpstreamConnection>(
-          tcp::socket(client_.get_executor()), &spec.stats->active_connections);
+          net::Socket(client_.get_executor()), &spec.stats->active_connections);
       s.upstream->slot = std::move(slots.connection);
-      asio::steady_timer connect_timer(client_.get_executor(), spec.connect_timeout);
+      net::Timer connect_timer(client_.get_executor(), spec.connect_timeout);
       connect_timer.async_wait([ref, connection = s.upstream.get()](error_code e) {
         if (!e && ref->upstream.get() == connection) ref->upstream->socket.close(e);
       });
@@ -1032,7 +1042,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     // try's connection, and only that one.
     ++s.try_number;
     s.try_timed_out = false;
-    std::optional<asio::steady_timer> per_try;  // only with a per_try_timeout
+    std::optional<net::Timer> per_try;  // only with a per_try_timeout
     if (retry.per_try_timeout.count() > 0) {
       per_try.emplace(client_.get_executor(), retry.per_try_timeout);
       per_try->async_wait([ref, number = s.try_number](error_code e) {
@@ -1177,7 +1187,7 @@ awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
 // each side's window opens only as the other side takes the bytes. A stream
 // the upstream refused before answering (GOAWAY above it, REFUSED_STREAM)
 // was never processed, so it is sent again on a fresh stream.
-awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
+Awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
                                           upstream::Cluster& cluster,
                                           std::shared_ptr<upstream::UpstreamEndpoint> endpoint,
                                           const router::RouteTarget& target,
@@ -1227,7 +1237,7 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
   // kept at the front of body_in), the budget, the breaker and the clock
   // allow: waits out the backoff, then picks another endpoint if there is one.
   auto next_try = [&](policy::TryOutcome outcome, unsigned status = 0, int grpc = -1,
-                      std::chrono::milliseconds wait_hint = {}) -> awaitable<bool> {
+                      std::chrono::milliseconds wait_hint = {}) -> Awaitable<bool> {
     if (!retry_method || retries + 1 >= retry.attempts || !retry.retriable(outcome, status, grpc))
       co_return false;
     if (!s.in_end || (up && !up->keep_sent) || s.closed || s.timed_out) co_return false;
@@ -1238,7 +1248,7 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     retire_stream();
     ++retries;
     upstream_head.set_attempt(retries + 1);
-    asio::steady_timer pause(client_.get_executor(), wait);
+    net::Timer pause(client_.get_executor(), wait);
     error_code ec;
     co_await pause.async_wait(nothrow(ec));
     if (auto other = cluster.pick_other(endpoint.get(), worker_.random())) endpoint = other;
@@ -1285,7 +1295,7 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
     // -- response head (the request body keeps streaming meanwhile)
     ++s.try_number;
     s.try_timed_out = false;
-    std::optional<asio::steady_timer> per_try;  // only with a per_try_timeout
+    std::optional<net::Timer> per_try;  // only with a per_try_timeout
     if (retry.per_try_timeout.count() > 0) {
       per_try.emplace(client_.get_executor(), retry.per_try_timeout);
       per_try->async_wait([ref, number = s.try_number](error_code ec) {
@@ -1391,13 +1401,13 @@ awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
 
 }  // namespace
 
-void serve_h2(tcp::socket socket, WorkerContext& worker, std::string listener_name,
+void serve_h2(net::Socket socket, WorkerContext& worker, std::string listener_name,
               net::ReadBuffer initial) {
   auto executor = socket.get_executor();
   auto connection = std::make_shared<H2Connection>(std::move(socket), worker,
                                                    std::move(listener_name), std::move(initial));
   asio::co_spawn(
-      executor, [connection]() -> awaitable<void> { co_await connection->run(); }, asio::detached);
+      executor, [connection]() -> Awaitable<void> { co_await connection->run(); }, asio::detached);
 }
 
 }  // namespace remora::proxy

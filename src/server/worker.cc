@@ -32,10 +32,10 @@ Worker::~Worker() {
 
 BoundListener Worker::bind(const std::string& name, const net::Endpoint& address,
                            boost::system::error_code& ec) {
-  BoundListener bound{name, address, std::make_unique<tcp::acceptor>(io_)};
+  BoundListener bound{name, address, std::make_unique<net::Acceptor>(io_)};
   auto& acceptor = *bound.acceptor;
   acceptor.open(address.protocol(), ec);
-  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.set_option(net::Acceptor::reuse_address(true), ec);
   if (!ec) {
     int one = 1;
     if (::setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
@@ -62,18 +62,18 @@ void Worker::stop() {
 void Worker::accept_loop(BoundListener& listener) {
   asio::co_spawn(
       io_,
-      [this, &listener]() -> asio::awaitable<void> {
+      [this, &listener]() -> net::Awaitable<void> {
         auto* acceptor = listener.acceptor.get();
         std::string name = listener.name;
         for (;;) {
           boost::system::error_code ec;
           auto socket =
-              co_await acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+              co_await acceptor->async_accept(net::nothrow(ec));
           if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
           if (ec) {  // out of descriptors or memory: back off instead of spinning
             spdlog::warn("worker {}: accept on {}: {}", index_, name, ec.message());
-            asio::steady_timer pause(io_, std::chrono::milliseconds(50));
-            co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            net::Timer pause(io_, std::chrono::milliseconds(50));
+            co_await pause.async_wait(net::nothrow(ec));
             continue;
           }
           const auto* spec = context_.view->listener(name);

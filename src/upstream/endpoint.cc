@@ -7,7 +7,7 @@
 
 namespace remora::upstream {
 
-UpstreamConnection::UpstreamConnection(boost::asio::ip::tcp::socket s, observe::Gauge* active)
+UpstreamConnection::UpstreamConnection(net::Socket s, observe::Gauge* active)
     : socket(std::move(s)), active_gauge(active) {
   if (active_gauge) active_gauge->add(1);
 }

@@ -20,12 +20,12 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 
 namespace {
-auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+auto nothrow(error_code& ec) { return net::nothrow(ec); }
 constexpr int32_t kStreamWindow = 64 * 1024;
 constexpr int32_t kConnectionWindow = 1024 * 1024;
 }  // namespace
 
-H2Client::H2Client(asio::ip::tcp::socket socket, observe::Gauge* active, Keepalive keepalive,
+H2Client::H2Client(net::Socket socket, observe::Gauge* active, Keepalive keepalive,
                    policy::CircuitBreaker::Guard slot)
     : socket_(std::move(socket)),
       active_(active),
@@ -72,7 +72,7 @@ bool H2Client::start() {
 // A connection the peer has been silent on for keepalive_.interval gets a
 // PING; without its ACK within keepalive_.timeout the peer (or a NAT on the
 // way) is gone, and the connection is closed before a request finds out.
-asio::awaitable<void> H2Client::keepalive_loop() {
+net::Awaitable<void> H2Client::keepalive_loop() {
   auto self = shared_from_this();
   using Clock = std::chrono::steady_clock;
   while (open_) {
@@ -151,7 +151,7 @@ void H2Client::fail_all() {
   }
 }
 
-asio::awaitable<void> H2Client::read_loop() {
+net::Awaitable<void> H2Client::read_loop() {
   auto self = shared_from_this();
   for (;;) {
     error_code ec;
@@ -336,7 +336,7 @@ void take_pending_frames(nghttp2_session* session, std::string& out, size_t limi
   }
 }
 
-asio::awaitable<H2ClientFor> h2_client_for(UpstreamEndpoint& endpoint, const ClusterSpec& spec) {
+net::Awaitable<H2ClientFor> h2_client_for(UpstreamEndpoint& endpoint, const ClusterSpec& spec) {
   std::erase_if(endpoint.h2_clients, [](const auto& c) { return !c->open(); });
   for (auto& c : endpoint.h2_clients)
     if (c->usable()) co_return H2ClientFor{c};
@@ -344,8 +344,8 @@ asio::awaitable<H2ClientFor> h2_client_for(UpstreamEndpoint& endpoint, const Clu
   auto slots = reserve_connection(spec.breaker.get());
   if (!slots.granted) co_return H2ClientFor{nullptr, true};
   auto executor = co_await asio::this_coro::executor;
-  asio::ip::tcp::socket socket(executor);
-  asio::steady_timer connect_timer(executor, spec.connect_timeout);
+  net::Socket socket(executor);
+  net::Timer connect_timer(executor, spec.connect_timeout);
   connect_timer.async_wait([&socket](error_code ec) {
     if (!ec) socket.close(ec);
   });

@@ -27,18 +27,18 @@ using error_code = boost::system::error_code;
 
 namespace {
 
-auto nothrow(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+auto nothrow(error_code& ec) { return net::nothrow(ec); }
 
 bool expected(const HealthCheckSpec& check, unsigned status) {
   return std::find(check.expected_statuses.begin(), check.expected_statuses.end(), status) !=
          check.expected_statuses.end();
 }
 
-asio::awaitable<HealthCheckResult> check_http1(const ClusterSpec& cluster,
+net::Awaitable<HealthCheckResult> check_http1(const ClusterSpec& cluster,
                                                const HealthCheckSpec& check,
                                                const net::Endpoint& endpoint) {
   namespace http = beast::http;
-  beast::tcp_stream stream(co_await asio::this_coro::executor);
+  beast::basic_stream<tcp, net::Executor> stream(co_await asio::this_coro::executor);
   stream.expires_after(check.timeout);  // the whole check: connect, request, response
   error_code ec;
   co_await stream.async_connect(endpoint, nothrow(ec));
@@ -95,23 +95,23 @@ int grpc_serving_status(std::string_view body) {
   return status;
 }
 
-asio::awaitable<HealthCheckResult> check_h2(const ClusterSpec& cluster,
+net::Awaitable<HealthCheckResult> check_h2(const ClusterSpec& cluster,
                                             const HealthCheckSpec& check,
                                             const net::Endpoint& endpoint) {
   auto executor = co_await asio::this_coro::executor;
   const auto deadline = Clock::now() + check.timeout;
-  beast::tcp_stream connecting(executor);
+  beast::basic_stream<tcp, net::Executor> connecting(executor);
   connecting.expires_at(deadline);
   error_code ec;
   co_await connecting.async_connect(endpoint, nothrow(ec));
   if (ec)
     co_return HealthCheckResult{false, ec == beast::error::timeout ? "timeout"
                                                                    : "connect: " + ec.message()};
-  tcp::socket socket = connecting.release_socket();
+  net::Socket socket = connecting.release_socket();
   socket.set_option(tcp::no_delay(true), ec);
   auto client = std::make_shared<H2Client>(std::move(socket), nullptr,
                                            H2Client::Keepalive{check.timeout, check.timeout});
-  asio::steady_timer timer(executor);  // wakes the wait below: a deadline, or a stream event
+  net::Timer timer(executor);  // wakes the wait below: a deadline, or a stream event
   if (!client->start()) co_return HealthCheckResult{false, "HTTP/2 session failed to start"};
 
   Fields request;
@@ -173,7 +173,7 @@ asio::awaitable<HealthCheckResult> check_h2(const ClusterSpec& cluster,
 
 }  // namespace
 
-asio::awaitable<HealthCheckResult> check_once(const ClusterSpec& cluster,
+net::Awaitable<HealthCheckResult> check_once(const ClusterSpec& cluster,
                                               const HealthCheckSpec& check,
                                               const net::Endpoint& endpoint) {
   if (check.grpc || cluster.http2) co_return co_await check_h2(cluster, check, endpoint);
@@ -185,7 +185,7 @@ asio::awaitable<HealthCheckResult> check_once(const ClusterSpec& cluster,
 struct HealthChecker::Probe {
   std::shared_ptr<const ClusterSpec> cluster;  // updated on reload when the check stays the same
   EndpointAddress endpoint;
-  asio::steady_timer timer;
+  net::Timer timer;
   bool stopped = false;
 
   Probe(asio::io_context& io, std::shared_ptr<const ClusterSpec> c, EndpointAddress e)
@@ -222,7 +222,7 @@ struct HealthChecker::Probe {
     }
   }
 
-  static asio::awaitable<void> run(std::shared_ptr<Probe> self) {
+  static net::Awaitable<void> run(std::shared_ptr<Probe> self) {
     std::minstd_rand random(std::hash<std::string>{}(self->endpoint.text));
     while (!self->stopped) {
       auto cluster = self->cluster;  // the check in force when this one starts

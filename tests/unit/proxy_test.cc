@@ -182,7 +182,7 @@ TEST_CASE("Signal: a notify before the wait is kept, several wake once, the wait
   signal.notify();
   boost::asio::co_spawn(
       io,
-      [&]() -> boost::asio::awaitable<void> {
+      [&]() -> remora::net::Awaitable<void> {
         co_await signal.wait();  // the notifies before it: returns
         steps.push_back("first wait");
         co_await signal.wait();  // both were one: parks
@@ -207,7 +207,7 @@ TEST_CASE("Signal: wait_until ends at its deadline, or sooner on a notify") {
   Clock::duration alone{}, notified{};
   boost::asio::co_spawn(
       io,
-      [&]() -> boost::asio::awaitable<void> {
+      [&]() -> remora::net::Awaitable<void> {
         auto start = Clock::now();
         co_await signal.wait_until(start + std::chrono::milliseconds(30));
         alone = Clock::now() - start;
@@ -231,7 +231,7 @@ TEST_CASE("Signal: abandon drops a parked waiter without resuming it") {
   std::weak_ptr<int> watch = alive;
   boost::asio::co_spawn(
       io,
-      [&, alive = std::move(alive)]() -> boost::asio::awaitable<void> {
+      [&, alive = std::move(alive)]() -> remora::net::Awaitable<void> {
         auto held = alive;  // lives in the coroutine's frame
         co_await signal.wait();
         resumed = true;

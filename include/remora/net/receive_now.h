@@ -1,7 +1,8 @@
 #pragma once
 
-#include <boost/asio/ip/tcp.hpp>
 #include <type_traits>
+
+#include "remora/net/executor.h"
 
 namespace remora::net {
 
@@ -17,7 +18,7 @@ namespace remora::net {
 // HTTP/1.1 from 0.1 to 1.5 EAGAIN reads per request at 64 connections).
 template <class Stream, class Buffers>
 size_t receive_now(Stream& stream, const Buffers& buffers, boost::system::error_code& ec) {
-  if constexpr (std::is_same_v<Stream, boost::asio::ip::tcp::socket>) {
+  if constexpr (std::is_same_v<Stream, Socket>) {
     if (!stream.non_blocking()) {
       stream.non_blocking(true, ec);  // once per socket; async operations ignore it
       if (ec) return 0;

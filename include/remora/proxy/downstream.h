@@ -7,16 +7,15 @@
 #include <string>
 #include <string_view>
 
-#include <boost/asio/ip/tcp.hpp>
-
 #include "remora/net/buffer_recycler.h"
+#include "remora/net/executor.h"
 #include "remora/proxy/snapshot.h"
 
 namespace remora::proxy {
 
 class WorkerContext;
 
-void serve_downstream(boost::asio::ip::tcp::socket socket, WorkerContext& worker,
+void serve_downstream(net::Socket socket, WorkerContext& worker,
                       std::string listener_name, ListenerProtocol protocol);
 
 // The protocol of a TLS connection: what ALPN negotiated ("h2",
@@ -27,9 +26,9 @@ ListenerProtocol protocol_for_alpn(std::string_view alpn, ListenerProtocol confi
 // `initial`: bytes already read from the socket. `detect_h2`: a listener in
 // `auto` mode; a connection opening with the HTTP/2 client preface is handed
 // to serve_h2.
-void serve_h1(boost::asio::ip::tcp::socket socket, WorkerContext& worker, std::string listener_name,
+void serve_h1(net::Socket socket, WorkerContext& worker, std::string listener_name,
               net::ReadBuffer initial, bool detect_h2);
-void serve_h2(boost::asio::ip::tcp::socket socket, WorkerContext& worker, std::string listener_name,
+void serve_h2(net::Socket socket, WorkerContext& worker, std::string listener_name,
               net::ReadBuffer initial);
 
 // Downstream connections open in this process, all workers and protocols.

@@ -15,21 +15,18 @@
 #include <utility>
 
 #include <boost/asio/any_completion_handler.hpp>
-#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
+
+#include "remora/net/executor.h"
 
 namespace remora::proxy {
 
 class Signal {
  public:
-  using TimePoint = boost::asio::steady_timer::time_point;
+  using TimePoint = net::Timer::time_point;
 
-  explicit Signal(boost::asio::any_io_executor ex) : executor_(std::move(ex)) {}
+  explicit Signal(net::Executor ex) : executor_(std::move(ex)) {}
   Signal(const Signal&) = delete;
   Signal& operator=(const Signal&) = delete;
 
@@ -40,18 +37,18 @@ class Signal {
   }
 
   // Returns on a notify; at once, without suspending, if one came first.
-  boost::asio::awaitable<void> wait() {
+  net::Awaitable<void> wait() {
     if (!pending_) co_await park();
     pending_ = false;
   }
 
   // Returns on a notify, or at `until` (the caller checks its clock).
-  boost::asio::awaitable<void> wait_until(TimePoint until) {
+  net::Awaitable<void> wait_until(TimePoint until) {
     if (!pending_) {
       if (!timer_) timer_.emplace(executor_);
       timer_->expires_at(until);
       boost::system::error_code ec;
-      co_await timer_->async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      co_await timer_->async_wait(net::nothrow(ec));
     }
     pending_ = false;
   }
@@ -60,12 +57,12 @@ class Signal {
   void abandon() { auto dropped = std::move(waiter_); }
 
  private:
-  boost::asio::awaitable<void> park() {
-    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void()>(
+  net::Awaitable<void> park() {
+    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<net::Executor>&, void()>(
         [this](boost::asio::any_completion_handler<void()> handler) {
           waiter_.swap(handler);  // Boost 1.81's move assignment recurses: swap instead
         },
-        boost::asio::use_awaitable);
+        net::use_awaitable);
   }
 
   // Posted, never run inline: notify() is called from nghttp2 callbacks and
@@ -74,9 +71,9 @@ class Signal {
     boost::asio::post(executor_, [waiter = std::move(waiter_)]() mutable { std::move(waiter)(); });
   }
 
-  boost::asio::any_io_executor executor_;
+  net::Executor executor_;
   boost::asio::any_completion_handler<void()> waiter_;
-  std::optional<boost::asio::steady_timer> timer_;
+  std::optional<net::Timer> timer_;
   bool pending_ = false;
 };
 

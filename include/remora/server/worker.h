@@ -9,9 +9,8 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
+#include "remora/net/executor.h"
 #include "remora/proxy/worker_context.h"
 #include "remora/upstream/endpoint.h"
 
@@ -22,7 +21,7 @@ using upstream::EndpointSets;
 struct BoundListener {
   std::string name;
   net::Endpoint address;
-  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
+  std::unique_ptr<net::Acceptor> acceptor;
 };
 
 class Worker {
@@ -60,7 +59,7 @@ class Worker {
   EndpointSets endpoints_;
   boost::asio::io_context io_;
   std::vector<std::unique_ptr<BoundListener>> listeners_;
-  boost::asio::steady_timer sweep_timer_;
+  net::Timer sweep_timer_;
   std::thread thread_;
 };
 

@@ -18,11 +18,8 @@
 
 #include <nghttp2/nghttp2.h>
 
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
-
 #include "remora/net/buffer_recycler.h"
+#include "remora/net/executor.h"
 #include "remora/policy/circuit_breaker.h"
 
 namespace remora::observe {
@@ -85,7 +82,7 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
     std::chrono::milliseconds interval;  // PING after this long without a frame from the peer
     std::chrono::milliseconds timeout;   // no ACK by then: the connection is dead, close it
   };
-  H2Client(boost::asio::ip::tcp::socket socket, observe::Gauge* active, Keepalive keepalive,
+  H2Client(net::Socket socket, observe::Gauge* active, Keepalive keepalive,
            policy::CircuitBreaker::Guard slot = {});
   ~H2Client();
 
@@ -105,9 +102,9 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
   void close();
 
  private:
-  boost::asio::awaitable<void> read_loop();
+  net::Awaitable<void> read_loop();
   void write_pending();
-  boost::asio::awaitable<void> keepalive_loop();
+  net::Awaitable<void> keepalive_loop();
   void flush();
   void fail_all();
 
@@ -119,7 +116,7 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
   static int on_data_chunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int on_stream_close(nghttp2_session*, int32_t, uint32_t, void*);
 
-  boost::asio::ip::tcp::socket socket_;
+  net::Socket socket_;
   observe::Gauge* active_;
   nghttp2_session* session_ = nullptr;
   net::ReadBuffer in_;
@@ -128,7 +125,7 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
   bool open_ = false;
   bool goaway_ = false;
   Keepalive keepalive_;
-  boost::asio::steady_timer keepalive_timer_;
+  net::Timer keepalive_timer_;
   std::chrono::steady_clock::time_point last_received_;
   bool ping_outstanding_ = false;
   std::map<int32_t, std::shared_ptr<H2ClientStream>> streams_;
@@ -154,7 +151,7 @@ struct H2ClientFor {
 // new one (within the cluster's connect_timeout, if the cluster's breaker
 // has room for it) when none has. No client when the endpoint cannot be
 // reached (counted as a connect failure) or the breaker refused.
-boost::asio::awaitable<H2ClientFor> h2_client_for(UpstreamEndpoint& endpoint,
+net::Awaitable<H2ClientFor> h2_client_for(UpstreamEndpoint& endpoint,
                                                   const ClusterSpec& spec);
 
 }  // namespace remora::upstream

@@ -18,8 +18,9 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+
+#include "remora/net/executor.h"
 
 #include "remora/upstream/cluster_spec.h"
 #include "remora/upstream/endpoint.h"
@@ -53,7 +54,7 @@ class HealthChecker {
 };
 
 // One check of one endpoint (exposed for the tests).
-boost::asio::awaitable<HealthCheckResult> check_once(const ClusterSpec& cluster,
+net::Awaitable<HealthCheckResult> check_once(const ClusterSpec& cluster,
                                                      const HealthCheckSpec& check,
                                                      const net::Endpoint& endpoint);
 

@@ -2,8 +2,8 @@
 // One connection to an upstream endpoint: its socket and read buffer.
 #include <chrono>
 
-#include <boost/asio/ip/tcp.hpp>
 #include "remora/net/buffer_recycler.h"
+#include "remora/net/executor.h"
 #include "remora/policy/circuit_breaker.h"
 
 namespace remora::observe {
@@ -13,7 +13,7 @@ class Gauge;
 namespace remora::upstream {
 
 struct UpstreamConnection {
-  UpstreamConnection(boost::asio::ip::tcp::socket s, observe::Gauge* active);
+  UpstreamConnection(net::Socket s, observe::Gauge* active);
   ~UpstreamConnection();
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
@@ -22,7 +22,7 @@ struct UpstreamConnection {
   // peer closed it or sent bytes nobody asked for (one recv syscall).
   bool still_usable(bool peek);
 
-  boost::asio::ip::tcp::socket socket;
+  net::Socket socket;
   net::ReadBuffer buffer;
   std::chrono::steady_clock::time_point idle_since{};
   observe::Gauge* active_gauge;
