@@ -3,6 +3,7 @@
 import hashlib
 import os
 import re
+import socket
 import subprocess
 import time
 
@@ -32,6 +33,26 @@ def test_downstream_keep_alive(proxied):
             assert resp.status == 200, resp
             assert resp.json()["path"] == "/ka/%d" % i
             assert (resp.header("connection") or "").lower() != "close"
+    assert len(up.requests()) == 5
+
+
+def test_client_that_half_closes_after_its_request_gets_the_answer_and_the_close(proxied):
+    """A client may send its last request and shut its sending side at once
+    (`nc -N`, HTTP/1.0-style tools): the FIN arrives with the request. It
+    gets its answer, and remora closes promptly rather than holding the
+    connection until the idle timeout. TCP_CORK holds the request back until
+    the shutdown, so request and FIN travel in one segment: remora's first
+    read has both waiting."""
+    r, up = proxied
+    for i in range(5):
+        with RawConn(r.port()) as c:
+            c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            c.send(request_bytes("GET", "/half/%d" % i))
+            c.sock.shutdown(socket.SHUT_WR)
+            resp = c.read_final_response()
+            assert resp.status == 200, resp
+            assert resp.json()["path"] == "/half/%d" % i
+            assert c.closed_by_peer(timeout=2.0), "connection %d still open 2 s after the answer" % i
     assert len(up.requests()) == 5
 
 
