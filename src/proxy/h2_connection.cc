@@ -29,6 +29,7 @@
 
 #include "remora/http/h1/head_parser.h"
 #include "remora/http/h1/head_writer.h"
+#include "remora/http/h2_session_memory.h"
 #include "remora/http/local_reply.h"
 #include "remora/observe/access_log.h"
 #include "remora/observe/metrics.h"
@@ -207,6 +208,7 @@ class H2Connection final : public DownstreamConnection,
   std::string client_ip_;
   net::ReadBuffer in_;
   std::string out_;
+  http::H2SessionMemory memory_;  // nghttp2's allocations (outlives session_)
   nghttp2_session* session_ = nullptr;
   bool writing_ = false;
   bool draining_ = false;
@@ -253,7 +255,7 @@ bool H2Connection::start_session(const ListenerLimits& limits) {
   nghttp2_option_set_max_continuations(option, 8);
   nghttp2_option_set_max_settings(option, 32);
   nghttp2_option_set_max_outbound_ack(option, 1000);
-  int rv = nghttp2_session_server_new2(&session_, callbacks, this, option);
+  int rv = nghttp2_session_server_new3(&session_, callbacks, this, option, memory_.mem());
   nghttp2_option_del(option);
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0) return false;

@@ -54,7 +54,7 @@ bool H2Client::start() {
   nghttp2_option_set_no_auto_window_update(option,
                                            1);  // windows open as the caller passes bytes on
   nghttp2_option_set_max_settings(option, 32);
-  int rv = nghttp2_session_client_new2(&session_, callbacks, this, option);
+  int rv = nghttp2_session_client_new3(&session_, callbacks, this, option, memory_.mem());
   nghttp2_option_del(option);
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0) return false;

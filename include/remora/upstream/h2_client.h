@@ -18,6 +18,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "remora/http/h2_session_memory.h"
 #include "remora/net/buffer_recycler.h"
 #include "remora/net/executor.h"
 #include "remora/policy/circuit_breaker.h"
@@ -118,6 +119,7 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
 
   net::Socket socket_;
   observe::Gauge* active_;
+  http::H2SessionMemory memory_;  // nghttp2's allocations (outlives session_)
   nghttp2_session* session_ = nullptr;
   net::ReadBuffer in_;
   std::string out_;
