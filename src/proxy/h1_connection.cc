@@ -38,8 +38,8 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
-using net::Awaitable;
 using boost::system::error_code;
+using net::Awaitable;
 using Clock = std::chrono::steady_clock;
 using http::LocalReason;
 using namespace std::string_view_literals;  // appended literals need no strlen
@@ -52,7 +52,7 @@ constexpr size_t kLargeBodyChunk = 64 * 1024;
 constexpr uint64_t kSpliceFrom = 256 * 1024;
 constexpr size_t kMaxResponseHead = 64 * 1024;
 
-auto nothrow(error_code& ec) { return net::nothrow(ec); }
+using net::nothrow;
 
 std::string_view text(const net::ReadBuffer& b) {
   return {static_cast<const char*>(b.data().data()), b.size()};
@@ -101,7 +101,7 @@ std::string_view with_attempt_header(std::string_view head, unsigned n, std::str
 // The end of a chunked body: the last chunk, the trailers, the blank line.
 std::string chunked_tail(const upstream::Fields& trailers) {
   std::string tail = "0\r\n";
-  for (const auto& [n, v] : trailers) tail.append(n).append(": "sv).append(v).append("\r\n"sv);
+  for (const auto& [n, v] : trailers) http::h1::append_field(tail, n, v);
   tail.append("\r\n"sv);
   return tail;
 }
@@ -146,7 +146,8 @@ class H1Connection final : public DownstreamConnection,
                         const router::Route& route, http::h1::RequestHeadParser& request,
                         size_t head_size);
   enum class Connect { kConnected, kFailed, kCircuitOpen };
-  Awaitable<Connect> connect(upstream::UpstreamEndpoint& endpoint, const upstream::ClusterSpec& spec);
+  Awaitable<Connect> connect(upstream::UpstreamEndpoint& endpoint,
+                             const upstream::ClusterSpec& spec);
   template <class Parser, class From, class To>
   Awaitable<Relay> relay(Parser& parser, From& from, net::ReadBuffer& buffer, To& to,
                          std::string_view head, uint64_t& moved, Replay* replay = nullptr);
@@ -975,9 +976,9 @@ Awaitable<Relay> H1Connection<ClientStream>::relay(Parser& parser, From& from,
 template <class ClientStream>
 template <class Parser>
 Awaitable<std::optional<Relay>> H1Connection<ClientStream>::splice_body(Parser& parser,
-                                                                         net::Socket& from,
-                                                                         net::Socket& to,
-                                                                         uint64_t& moved) {
+                                                                        net::Socket& from,
+                                                                        net::Socket& to,
+                                                                        uint64_t& moved) {
   // What the parser is given for bytes it does not see; never written, and
   // not const so that it takes no room in the binary (.bss).
   static char unseen[kLargeBodyChunk];
@@ -1085,7 +1086,8 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   // try's stream (all sent so far, and what is still to send) move over to
   // it and go out again from the start. None, and why, when it cannot open.
   auto open_stream = [&]() -> Awaitable<std::optional<LocalReason>> {
-    auto connection = co_await upstream::h2_client_for(*endpoint_, spec);
+    upstream::H2ClientFor connection{upstream::usable_h2_client(*endpoint_)};
+    if (!connection.client) connection = co_await upstream::h2_client_for(*endpoint_, spec);
     if (!connection.client) {
       if (connection.circuit_open) {
         spec.stats->circuit_open.add();
@@ -1107,7 +1109,8 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     client = std::move(connection.client);
     up = std::move(fresh);
     request.decoded_body = request.is_done() ? nullptr : &up->request_buffer;
-    if (!client->submit(up, upstream_head.fields(), has_body)) co_return LocalReason::kUpstreamReset;
+    if (!client->submit(up, upstream_head.fields(), has_body))
+      co_return LocalReason::kUpstreamReset;
     co_return std::nullopt;
   };
   // Another try, if the policy, the whole request being kept (or none of
@@ -1270,15 +1273,12 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   out_.append(beast::http::obsolete_reason(static_cast<beast::http::status>(status)));
   out_.append("\r\n"sv);
   bool has_length = false;
-  auto append_field = [this](std::string_view n, std::string_view v) {
-    out_.append(n).append(": "sv).append(v).append("\r\n"sv);
-  };
   for (const auto& [n, v] : up->headers) {
     if (stays_behind(n, v, route.response_headers)) continue;
     has_length |= n == "content-length";
-    append_field(n, v);
+    http::h1::append_field(out_, n, v);
   }
-  for (const auto& [n, v] : route.response_headers.add) append_field(n, v);
+  for (const auto& [n, v] : route.response_headers.add) http::h1::append_field(out_, n, v);
   // An HTTP/1.0 client cannot read chunks: its body ends with the connection.
   const bool chunked = !no_body && !has_length && request.version >= 11;
   if (chunked) out_.append("transfer-encoding: chunked\r\n"sv);

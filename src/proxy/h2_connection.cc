@@ -47,8 +47,8 @@ namespace {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-using net::Awaitable;
 using boost::system::error_code;
+using net::Awaitable;
 using Clock = std::chrono::steady_clock;
 using http::LocalReason;
 
@@ -61,11 +61,10 @@ constexpr int32_t kConnectionWindow = 1024 * 1024;
 // nothing and us a callback each; legitimate clients do not send runs of them.
 constexpr uint32_t kMaxConsecutiveEmptyFrames = 10;
 
-auto nothrow(error_code& ec) { return net::nothrow(ec); }
+using net::nothrow;
 
 struct H2Stream {
-  explicit H2Stream(int32_t stream_id, const net::Executor& ex)
-      : id(stream_id), wake(ex) {
+  explicit H2Stream(int32_t stream_id, const net::Executor& ex) : id(stream_id), wake(ex) {
     fields.reserve(16);  // a typical request head without regrowing per field
   }
 
@@ -150,7 +149,8 @@ class H2Connection final : public DownstreamConnection,
   Awaitable<bool> exchange(std::shared_ptr<H2Stream> ref, const WorkerView& view,
                            const router::Route& route, http::HeaderList& fields,
                            observe::RequestSeries*& series, std::string& upstream_address);
-  Awaitable<bool> exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref, upstream::Cluster& cluster,
+  Awaitable<bool> exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
+                              upstream::Cluster& cluster,
                               std::shared_ptr<upstream::UpstreamEndpoint> endpoint,
                               const router::RouteTarget& target, const router::Route& route,
                               const http::HeaderList& fields, std::string& upstream_address);
@@ -1018,7 +1018,7 @@ Awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
     }
     if (!ec && chunked && !s.closed && !s.timed_out) {
       std::string last = "0\r\n";  // the last chunk, with the client's trailers
-      for (const auto& [n, v] : s.trailers_in) last.append(n).append(": ").append(v).append("\r\n");
+      for (const auto& [n, v] : s.trailers_in) http::h1::append_field(last, n, v);
       last.append("\r\n");
       co_await asio::async_write(up.socket, asio::buffer(last), nothrow(ec));
     }
@@ -1189,13 +1189,10 @@ Awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
 // each side's window opens only as the other side takes the bytes. A stream
 // the upstream refused before answering (GOAWAY above it, REFUSED_STREAM)
 // was never processed, so it is sent again on a fresh stream.
-Awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream> ref,
-                                          upstream::Cluster& cluster,
-                                          std::shared_ptr<upstream::UpstreamEndpoint> endpoint,
-                                          const router::RouteTarget& target,
-                                          const router::Route& route,
-                                          const http::HeaderList& fields,
-                                          std::string& upstream_address) {
+Awaitable<bool> H2Connection::exchange_h2(
+    H2Stream& s, std::shared_ptr<H2Stream> ref, upstream::Cluster& cluster,
+    std::shared_ptr<upstream::UpstreamEndpoint> endpoint, const router::RouteTarget& target,
+    const router::Route& route, const http::HeaderList& fields, std::string& upstream_address) {
   const auto& spec = cluster.spec();
   auto fail = [&](LocalReason reason) {
     if (!s.closed) reply_local(s, reason);
@@ -1261,7 +1258,8 @@ Awaitable<bool> H2Connection::exchange_h2(H2Stream& s, std::shared_ptr<H2Stream>
   for (int resends = 0;;) {
     active.reset();
     active.emplace(endpoint->stats());
-    auto connection = co_await upstream::h2_client_for(*endpoint, spec);
+    upstream::H2ClientFor connection{upstream::usable_h2_client(*endpoint)};
+    if (!connection.client) connection = co_await upstream::h2_client_for(*endpoint, spec);
     if (connection.circuit_open) {
       spec.stats->circuit_open.add();
       fail(LocalReason::kCircuitOpen);

@@ -67,8 +67,7 @@ void Worker::accept_loop(BoundListener& listener) {
         std::string name = listener.name;
         for (;;) {
           boost::system::error_code ec;
-          auto socket =
-              co_await acceptor->async_accept(net::nothrow(ec));
+          auto socket = co_await acceptor->async_accept(net::nothrow(ec));
           if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
           if (ec) {  // out of descriptors or memory: back off instead of spinning
             spdlog::warn("worker {}: accept on {}: {}", index_, name, ec.message());

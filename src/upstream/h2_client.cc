@@ -20,7 +20,7 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 
 namespace {
-auto nothrow(error_code& ec) { return net::nothrow(ec); }
+using net::nothrow;
 constexpr int32_t kStreamWindow = 64 * 1024;
 constexpr int32_t kConnectionWindow = 1024 * 1024;
 }  // namespace
@@ -336,10 +336,15 @@ void take_pending_frames(nghttp2_session* session, std::string& out, size_t limi
   }
 }
 
-net::Awaitable<H2ClientFor> h2_client_for(UpstreamEndpoint& endpoint, const ClusterSpec& spec) {
+std::shared_ptr<H2Client> usable_h2_client(UpstreamEndpoint& endpoint) {
   std::erase_if(endpoint.h2_clients, [](const auto& c) { return !c->open(); });
   for (auto& c : endpoint.h2_clients)
-    if (c->usable()) co_return H2ClientFor{c};
+    if (c->usable()) return c;
+  return nullptr;
+}
+
+net::Awaitable<H2ClientFor> h2_client_for(UpstreamEndpoint& endpoint, const ClusterSpec& spec) {
+  if (auto client = usable_h2_client(endpoint)) co_return H2ClientFor{std::move(client)};
   // None yet, or all at the peer's stream limit: one more connection.
   auto slots = reserve_connection(spec.breaker.get());
   if (!slots.granted) co_return H2ClientFor{nullptr, true};

@@ -27,7 +27,7 @@ using error_code = boost::system::error_code;
 
 namespace {
 
-auto nothrow(error_code& ec) { return net::nothrow(ec); }
+using net::nothrow;
 
 bool expected(const HealthCheckSpec& check, unsigned status) {
   return std::find(check.expected_statuses.begin(), check.expected_statuses.end(), status) !=
@@ -35,8 +35,8 @@ bool expected(const HealthCheckSpec& check, unsigned status) {
 }
 
 net::Awaitable<HealthCheckResult> check_http1(const ClusterSpec& cluster,
-                                               const HealthCheckSpec& check,
-                                               const net::Endpoint& endpoint) {
+                                              const HealthCheckSpec& check,
+                                              const net::Endpoint& endpoint) {
   namespace http = beast::http;
   beast::basic_stream<tcp, net::Executor> stream(co_await asio::this_coro::executor);
   stream.expires_after(check.timeout);  // the whole check: connect, request, response
@@ -95,9 +95,8 @@ int grpc_serving_status(std::string_view body) {
   return status;
 }
 
-net::Awaitable<HealthCheckResult> check_h2(const ClusterSpec& cluster,
-                                            const HealthCheckSpec& check,
-                                            const net::Endpoint& endpoint) {
+net::Awaitable<HealthCheckResult> check_h2(const ClusterSpec& cluster, const HealthCheckSpec& check,
+                                           const net::Endpoint& endpoint) {
   auto executor = co_await asio::this_coro::executor;
   const auto deadline = Clock::now() + check.timeout;
   beast::basic_stream<tcp, net::Executor> connecting(executor);
@@ -174,8 +173,8 @@ net::Awaitable<HealthCheckResult> check_h2(const ClusterSpec& cluster,
 }  // namespace
 
 net::Awaitable<HealthCheckResult> check_once(const ClusterSpec& cluster,
-                                              const HealthCheckSpec& check,
-                                              const net::Endpoint& endpoint) {
+                                             const HealthCheckSpec& check,
+                                             const net::Endpoint& endpoint) {
   if (check.grpc || cluster.http2) co_return co_await check_h2(cluster, check, endpoint);
   co_return co_await check_http1(cluster, check, endpoint);
 }

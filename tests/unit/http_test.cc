@@ -13,8 +13,9 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/buffer.hpp>
 #include <nghttp2/nghttp2.h>
+
+#include <boost/asio/buffer.hpp>
 
 #include "remora/http/h1/head_parser.h"
 #include "remora/http/h1/head_writer.h"
@@ -798,8 +799,9 @@ TEST_CASE("h2 session memory: a real nghttp2 session runs on it and ends clean")
   for (int i = 0; i < 50; ++i) {
     REQUIRE(nghttp2_submit_request(client, nullptr, head, 4, nullptr, nullptr) > 0);
     const uint8_t* out;
-    for (ssize_t n; (n = nghttp2_session_mem_send(client, &out)) > 0;) sent += static_cast<size_t>(n);
+    for (ssize_t n; (n = nghttp2_session_mem_send(client, &out)) > 0;)
+      sent += static_cast<size_t>(n);
   }
-  CHECK(sent > 50 * 9);  // 50 HEADERS frames (and the preface) went out
+  CHECK(sent > 50 * 9);         // 50 HEADERS frames (and the preface) went out
   nghttp2_session_del(client);  // ASan: every block nghttp2 took is back
 }

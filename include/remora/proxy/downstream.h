@@ -15,8 +15,8 @@ namespace remora::proxy {
 
 class WorkerContext;
 
-void serve_downstream(net::Socket socket, WorkerContext& worker,
-                      std::string listener_name, ListenerProtocol protocol);
+void serve_downstream(net::Socket socket, WorkerContext& worker, std::string listener_name,
+                      ListenerProtocol protocol);
 
 // The protocol of a TLS connection: what ALPN negotiated ("h2",
 // "http/1.1"), else the listener's own (`auto` still sniffs the preface).

@@ -149,11 +149,14 @@ struct H2ClientFor {
   bool circuit_open = false;         // the breaker refused a new connection (else unreachable)
 };
 
+// An open connection of `endpoint` with room for one more stream, or null:
+// the common case, answered without starting a coroutine.
+std::shared_ptr<H2Client> usable_h2_client(UpstreamEndpoint& endpoint);
+
 // A connection of `endpoint` with room for one more stream, connecting a
 // new one (within the cluster's connect_timeout, if the cluster's breaker
 // has room for it) when none has. No client when the endpoint cannot be
 // reached (counted as a connect failure) or the breaker refused.
-net::Awaitable<H2ClientFor> h2_client_for(UpstreamEndpoint& endpoint,
-                                                  const ClusterSpec& spec);
+net::Awaitable<H2ClientFor> h2_client_for(UpstreamEndpoint& endpoint, const ClusterSpec& spec);
 
 }  // namespace remora::upstream

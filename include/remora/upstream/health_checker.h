@@ -55,7 +55,7 @@ class HealthChecker {
 
 // One check of one endpoint (exposed for the tests).
 net::Awaitable<HealthCheckResult> check_once(const ClusterSpec& cluster,
-                                                     const HealthCheckSpec& check,
-                                                     const net::Endpoint& endpoint);
+                                             const HealthCheckSpec& check,
+                                             const net::Endpoint& endpoint);
 
 }  // namespace remora::upstream

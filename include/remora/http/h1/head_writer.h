@@ -14,6 +14,9 @@ namespace remora::http::h1 {
 
 bool is_hop_by_hop(std::string_view name);
 
+// Appends "name: value\r\n".
+void append_field(std::string& out, std::string_view name, std::string_view value);
+
 struct RequestHeadOut {
   std::string_view method;
   std::string_view target_prefix;  // written before target_rest (a rewritten prefix)
