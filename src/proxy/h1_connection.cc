@@ -1046,12 +1046,13 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   if (const auto* host = request.headers.find("host")) authority = host->value;
   if (request.target.starts_with("http://"))
     authority = request.target.substr(7, request.target.find('/', 7) - 7);
-  H2RequestHead upstream_head(request.method, authority, path, request.headers,
-                              route.request_headers, client_ip_, worker_);
+  const auto upstream_head = std::make_shared<H2RequestHead>(request.method, authority, path,
+                                                    request.headers, route.request_headers,
+                                                    client_ip_, worker_);
   const auto timeout = request_timeout(route, request.headers);
   const auto& retry = route.retry;
   const bool retry_method = retry.enabled() && retry.allows_method(request.method);
-  if (retry.enabled()) upstream_head.set_attempt(1);
+  if (retry.enabled()) upstream_head->set_attempt(1);
   current_.head_method = request.method == "HEAD";
   in_.consume(head_size);  // the request's views die here
 
@@ -1106,7 +1107,8 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     client = std::move(connection.client);
     up = std::move(fresh);
     request.decoded_body = request.is_done() ? nullptr : &up->request_buffer;
-    if (!client->submit(up, upstream_head.fields(), has_body))
+    up->request_head = upstream_head;
+    if (!client->submit(up, upstream_head->fields(), has_body))
       co_return LocalReason::kUpstreamReset;
     co_return std::nullopt;
   };
@@ -1129,7 +1131,7 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     if (!take_retry(route, *current_.target, spec, retry_slot, now)) co_return false;
     retire_stream();
     ++retries;
-    upstream_head.set_attempt(retries + 1);
+    upstream_head->set_attempt(retries + 1);
     net::Timer pause(timer_.get_executor(), wait);
     co_await pause.async_wait(nothrow(ec));
     ec = {};

@@ -101,6 +101,7 @@ struct H2Stream {
   upstream::Fields trailers_in;              // the client's, after its DATA
   upstream::Fields trailers_out;             // sent after the last DATA (gRPC status)
   std::function<void(size_t)> on_body_sent;  // an h2 upstream opens its window
+  H2HeaderBlock response_head;               // an HTTP/1.1 upstream's, translated
 
   Signal wake;
   // While serve_stream runs: the request's deadline (the connection's
@@ -1118,12 +1119,13 @@ Awaitable<bool> H2Connection::exchange(std::shared_ptr<H2Stream> ref, const Work
   // -- response to the client: h1 field names are case-insensitive, h2's lower case
   s.touch();
   const unsigned status = response.status;
-  H2HeaderBlock out_head;  // copied from the parser's views: the buffer moves on
-  h2_response_head(out_head, status, response.headers, route.response_headers);
+  // Copied from the parser's views (the buffer moves on) into the stream,
+  // where nghttp2 reads it when the HEADERS frame goes out.
+  h2_response_head(s.response_head, status, response.headers, route.response_headers);
   up.buffer.consume(head_end);
   const bool has_body = !response.is_done();
   s.out_end = !has_body;
-  submit_response(s, status, out_head.fields(), has_body);
+  submit_response(s, status, s.response_head.fields(), has_body);
 
   // -- response body: decoded from h1 framing into DATA frames
   response.decoded_body = &s.body_out;
@@ -1199,14 +1201,14 @@ Awaitable<bool> H2Connection::exchange_h2(
   std::string path = s.path;
   if (route.rewrite && !route.prefix.empty() && path.starts_with(route.prefix))
     path = route.rewrite_prefix + path.substr(route.prefix.size());
-  H2RequestHead upstream_head(s.method, s.authority, path, fields, route.request_headers,
-                              client_ip_, worker_);
+  const auto upstream_head = std::make_shared<H2RequestHead>(s.method, s.authority, path, fields,
+                                                    route.request_headers, client_ip_, worker_);
 
   // -- tries: the first, retries as the route's policy allows, and one free
   // resend of a stream the upstream refused unprocessed
   const auto& retry = route.retry;
   const bool retry_method = retry.enabled() && retry.allows_method(s.method);
-  if (retry.enabled()) upstream_head.set_attempt(1);
+  if (retry.enabled()) upstream_head->set_attempt(1);
   if (target.retry_budget) target.retry_budget->record_request(Clock::now());
   unsigned retries = 0;
   policy::CircuitBreaker::Guard retry_slot;
@@ -1243,7 +1245,7 @@ Awaitable<bool> H2Connection::exchange_h2(
     if (!take_retry(route, target, spec, retry_slot, now)) co_return false;
     retire_stream();
     ++retries;
-    upstream_head.set_attempt(retries + 1);
+    upstream_head->set_attempt(retries + 1);
     net::Timer pause(client_.get_executor(), wait);
     error_code ec;
     co_await pause.async_wait(nothrow(ec));
@@ -1274,6 +1276,7 @@ Awaitable<bool> H2Connection::exchange_h2(
     up->request_end = &s.in_end;
     up->request_trailers = &s.trailers_in;
     up->response_body = &s.body_out;
+    up->request_head = upstream_head;
     // The client's window opens once per byte, however often a byte is sent.
     up->on_request_taken = [self, ref, sent = up.get()](size_t) {
       if (ref->closed || sent->request_bytes_out <= ref->body_acked) return;
@@ -1285,7 +1288,7 @@ Awaitable<bool> H2Connection::exchange_h2(
       ref->touch();
       ref->wake.notify();
     };
-    if (!client->submit(up, upstream_head.fields(), !s.in_end || !s.body_in.empty())) {
+    if (!client->submit(up, upstream_head->fields(), !s.in_end || !s.body_in.empty())) {
       fail(LocalReason::kUpstreamReset);
       co_return false;
     }

@@ -55,8 +55,9 @@ void H2HeaderBlock::add(std::string_view name, std::string_view value) {
   auto bytes = [](std::string_view s) {
     return reinterpret_cast<uint8_t*>(const_cast<char*>(s.data()));
   };
+  uint8_t flags = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
   // Unique per request: indexing it would only churn the HPACK table.
-  const uint8_t flags = name == "x-request-id" ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
+  if (name == "x-request-id") flags |= NGHTTP2_NV_FLAG_NO_INDEX;
   nva_.push_back({bytes(name), bytes(value), name.size(), value.size(), flags});
 }
 
@@ -119,6 +120,7 @@ void H2RequestHead::set_attempt(unsigned number) {
   if (attempt_index_ == 0) {
     attempt_index_ = block_.fields().size();
     block_.add("x-remora-attempt", value);
+    block_.field(attempt_index_).flags &= ~NGHTTP2_NV_FLAG_NO_COPY_VALUE;
   } else {
     block_.field(attempt_index_).valuelen = value.size();
   }

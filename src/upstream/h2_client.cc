@@ -178,6 +178,10 @@ void H2Client::flush() {
 
 void H2Client::write_pending() {
   out_.clear();
+  if (!open_) {  // failed: its streams, and the heads nghttp2 would read, are gone
+    writing_ = false;
+    return;
+  }
   take_pending_frames(session_, out_);
   if (out_.empty()) {
     writing_ = false;

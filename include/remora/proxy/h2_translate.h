@@ -32,7 +32,9 @@ bool stays_behind(std::string_view name, std::string_view value,
 // A header block for nghttp2: the list it reads (nghttp2_nv), pointing into
 // one arena that holds every byte copied in (one allocation, sized once up
 // front, so views into it stay valid), so it is neither copied nor moved.
-// nghttp2 copies the block again when it is submitted.
+// Its fields are flagged NO_COPY: nghttp2 reads them in place when it
+// serializes the HEADERS frame, so the block must outlive its stream (or
+// the frame going out), not just the submit call.
 class H2HeaderBlock {
  public:
   H2HeaderBlock() = default;
@@ -43,7 +45,8 @@ class H2HeaderBlock {
   void reserve(size_t bytes, size_t fields);
   // Copies `bytes` into the arena (ASCII upper case lowered if `lower`).
   std::string_view keep(std::string_view bytes, bool lower = false);
-  // Appends a field whose bytes outlive the block (kept, or literals).
+  // Appends a field whose bytes live as long as the block (kept, or
+  // literals); a name must be lower case already.
   void add(std::string_view name, std::string_view value);
   std::span<const nghttp2_nv> fields() const { return nva_; }
   nghttp2_nv& field(size_t index) { return nva_[index]; }
@@ -64,14 +67,17 @@ class H2HeaderBlock {
 // route's removals left out, x-forwarded-for appended, x-forwarded-proto and
 // x-request-id kept if sent and set if not, the route's additions last.
 // Built once per request and submitted on every try (the fields it came from
-// may be gone by the next try: its bytes are its own).
+// may be gone by the next try: its bytes are its own). Each try's stream
+// holds it (H2ClientStream::request_head): nghttp2 does not copy it.
 class H2RequestHead {
  public:
   H2RequestHead(std::string_view method, std::string_view authority, std::string_view path,
                 const http::HeaderList& fields, const http::HeaderMutation& mutation,
                 std::string_view client_ip, WorkerContext& worker);
 
-  // x-remora-attempt: added by the first call, rewritten by the next ones.
+  // x-remora-attempt: added by the first call, rewritten by the next ones
+  // (its value is the one field nghttp2 copies: an earlier try's HEADERS
+  // may still be queued when it changes).
   void set_attempt(unsigned number);
   std::span<const nghttp2_nv> fields() const { return block_.fields(); }
   std::optional<std::string_view> value(std::string_view name) const {

@@ -43,6 +43,10 @@ struct H2ClientStream {
   H2ClientStream() { headers.reserve(16); }
 
   int32_t id = -1;
+  // Owns the request head's bytes where submit() was given fields flagged
+  // NGHTTP2_NV_FLAG_NO_COPY_*: nghttp2 reads them when the HEADERS frame
+  // goes out, and the client holds the stream until it closes.
+  std::shared_ptr<const void> request_head;
   // Request body: bytes go out from the front of `*request_body`; the first
   // `request_sent` of them were sent and are kept for a replay (see
   // replayable()), later ones are dropped once sent. `*request_end` says no
@@ -93,8 +97,9 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
   bool usable() const;
   bool open() const { return open_; }
 
-  // `request` holds pseudo-headers first; nghttp2 copies it. The stream
-  // stays the caller's.
+  // `request` holds pseudo-headers first; nghttp2 copies the fields not
+  // flagged NO_COPY (see H2ClientStream::request_head). The stream stays
+  // the caller's.
   bool submit(std::shared_ptr<H2ClientStream> stream, std::span<const nghttp2_nv> request,
               bool has_body);
   void resume(int32_t stream_id);                 // more request body is ready
