@@ -37,10 +37,10 @@ class Signal {
   }
 
   // Returns on a notify; at once, without suspending, if one came first.
-  net::Awaitable<void> wait() {
-    if (!pending_) co_await park();
-    pending_ = false;
-  }
+  // Not a coroutine itself: a wait that parks costs no frame of its own.
+  // The caller re-checks what it waits for (a notify that comes while its
+  // wake-up is on the way is kept for the next wait).
+  net::Awaitable<void> wait() { return pending_ ? take_pending() : park(); }
 
   // Returns on a notify, or at `until` (the caller checks its clock).
   net::Awaitable<void> wait_until(TimePoint until) {
@@ -57,6 +57,11 @@ class Signal {
   void abandon() { auto dropped = std::move(waiter_); }
 
  private:
+  net::Awaitable<void> take_pending() {
+    pending_ = false;
+    co_return;
+  }
+
   net::Awaitable<void> park() {
     return boost::asio::async_initiate<const boost::asio::use_awaitable_t<net::Executor>&, void()>(
         [this](boost::asio::any_completion_handler<void()> handler) {
