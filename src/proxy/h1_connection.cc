@@ -7,6 +7,7 @@
 #include "remora/upstream/h2_client.h"
 
 #include <array>
+#include <cassert>
 #include <chrono>
 #include <optional>
 
@@ -95,6 +96,22 @@ std::string_view with_attempt_header(std::string_view head, unsigned n, std::str
   return scratch;
 }
 
+// The size of a body that is all in `buffer` already, now given to the
+// parser: a Content-Length body (or none) that came with its head, as most
+// small ones do. nullopt, the parser untouched, when more is to be read.
+template <class Parser>
+std::optional<size_t> take_buffered_body(Parser& parser, const net::ReadBuffer& buffer) {
+  if (parser.is_done()) return 0;
+  const auto remaining = parser.content_length_remaining();
+  if (!remaining || *remaining > buffer.size()) return std::nullopt;
+  const auto size = static_cast<size_t>(*remaining);
+  error_code ec;
+  [[maybe_unused]] const size_t taken =
+      parser.put(asio::const_buffer(buffer.data().data(), size), ec);
+  assert(taken == size && !ec && parser.is_done());  // a sized body's bytes are not checked
+  return size;
+}
+
 // The end of a chunked body: the last chunk, the trailers, the blank line.
 std::string chunked_tail(const upstream::Fields& trailers) {
   std::string tail = "0\r\n";
@@ -152,6 +169,11 @@ class H1Connection final : public DownstreamConnection,
   template <class Parser>
   Awaitable<std::optional<Relay>> splice_body(Parser& parser, net::Socket& from, net::Socket& to,
                                               uint64_t& moved);
+  // A write's outcome as relay() would report it.
+  Relay write_outcome(error_code ec) const {
+    if (fired_ != Deadline::kNone) return Relay::kTimedOut;
+    return ec ? Relay::kSinkFailed : Relay::kDone;
+  }
   Awaitable<void> tunnel();
   Awaitable<bool> proxy_h2(const router::Route& route, upstream::Cluster& cluster,
                            http::h1::RequestHeadParser& request, size_t head_size, std::string path,
@@ -716,15 +738,15 @@ Awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     if (retry.enabled()) head = with_attempt_header(request_head_, retries + 1, attempt_head_);
     arm(Deadline::kStreamIdle, listener.limits.stream_idle_timeout);
     Relay sent;
-    if (!body_sent || !has_body) {
+    if (has_body && !body_sent) {
       body_sent = true;
       sent = co_await relay(request, client_, in_, upstream_->socket, head, current_.bytes_in,
                             replay.limit ? &replay : nullptr);
-    } else {
+    } else {  // the head alone, or with the body a retry replays: one write
       std::array<asio::const_buffer, 2> parts{asio::buffer(head), asio::buffer(replay.bytes)};
       error_code ec;
       co_await asio::async_write(upstream_->socket, parts, nothrow(ec));
-      sent = ec ? Relay::kSinkFailed : Relay::kDone;
+      sent = write_outcome(ec);
     }
     if (sent == Relay::kBadFraming) {
       upstream_.reset();  // the upstream never sees a complete request
@@ -864,8 +886,19 @@ Awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
       co_return false;
     }
     arm(Deadline::kStreamIdle, listener.limits.stream_idle_timeout);
-    auto received =
-        co_await relay(response, upstream_->socket, buffer, client_, out_, current_.bytes_out);
+    Relay received;
+    if (const auto body = take_buffered_body(response, buffer)) {  // one write, no relay loop
+      std::array<asio::const_buffer, 2> parts{asio::buffer(out_),
+                                              asio::buffer(buffer.data().data(), *body)};
+      error_code ec;
+      co_await asio::async_write(client_, parts, nothrow(ec));
+      received = write_outcome(ec);
+      buffer.consume(*body);
+      current_.bytes_out += *body;
+    } else {
+      received =
+          co_await relay(response, upstream_->socket, buffer, client_, out_, current_.bytes_out);
+    }
     disarm();
     if (received != Relay::kDone) {
       upstream_.reset();  // response cut short: the client sees the connection close
