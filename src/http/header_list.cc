@@ -3,16 +3,6 @@
 
 namespace remora::http {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    unsigned char x = a[i], y = b[i];
-    if (x != y && (x | 0x20) != (y | 0x20)) return false;
-    if (x != y && !((x | 0x20) >= 'a' && (x | 0x20) <= 'z')) return false;
-  }
-  return true;
-}
-
 const HeaderField* HeaderList::find(std::string_view name) const {
   for (const auto& field : fields_)
     if (iequals(field.name, name)) return &field;

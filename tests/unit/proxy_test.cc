@@ -4,9 +4,11 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -171,6 +173,25 @@ TEST_CASE("make_request_id: UUID layout (8-4-4-4-12 lower-case hex, version 4), 
         CHECK(((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')));
     }
     CHECK(id[14] == '4');
+  }
+}
+
+TEST_CASE("make_request_id: every hex digit turns up in every random position") {
+  WorkerContext worker;
+  worker.seed(11);
+  std::array<std::set<char>, kRequestIdSize> seen;
+  char id[kRequestIdSize];
+  for (int n = 0; n < 2000; ++n) {
+    const auto text = make_request_id(worker, id);
+    for (size_t i = 0; i < text.size(); ++i) seen[i].insert(text[i]);
+  }
+  for (size_t i = 0; i < kRequestIdSize; ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23)
+      CHECK(seen[i] == std::set<char>{'-'});
+    else if (i == 14)
+      CHECK(seen[i] == std::set<char>{'4'});
+    else
+      CHECK(seen[i].size() == 16);  // '0'-'9' and 'a'-'f', checked above
   }
 }
 

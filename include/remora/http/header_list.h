@@ -12,7 +12,17 @@ struct HeaderField {
   std::string_view value;  // optional whitespace trimmed
 };
 
-bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality, for field names and tokens. Inline: most
+// calls compare against a literal of another length and end at the size.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const unsigned char x = a[i], y = b[i];
+    if (x == y) continue;
+    if ((x | 0x20) != (y | 0x20) || (x | 0x20) < 'a' || (x | 0x20) > 'z') return false;
+  }
+  return true;
+}
 
 class HeaderList {
  public:
