@@ -66,6 +66,11 @@ int grpc_status_in(const upstream::Fields& fields) {
   return -1;
 }
 
+int grpc_status_in(const http::HeaderList& fields) {
+  const auto* field = fields.find("grpc-status");
+  return field ? grpc_status_value(field->value) : -1;
+}
+
 int grpc_status_in(std::span<const nghttp2_nv> fields) {
   const auto value = upstream::nva_value(fields, "grpc-status");
   return value ? grpc_status_value(*value) : -1;

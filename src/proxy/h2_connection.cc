@@ -24,6 +24,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include "remora/http/byte_arena.h"
 #include "remora/http/h1/head_parser.h"
 #include "remora/http/h1/head_writer.h"
 #include "remora/http/h2_session_memory.h"
@@ -64,13 +65,18 @@ struct H2Stream {
   explicit H2Stream(int32_t stream_id, const net::Executor& ex) : id(stream_id), wake(ex) {
     fields.reserve(16);  // a typical request head without regrowing per field
   }
+  H2Stream(const H2Stream&) = delete;  // views point into its arena
+  H2Stream& operator=(const H2Stream&) = delete;
 
   void touch() { last_active = Clock::now(); }
 
   int32_t id;
-  // Request head, owned: nghttp2's header buffers do not outlive the callback.
-  std::string method, path, authority, content_type, request_id;
-  std::vector<std::pair<std::string, std::string>> fields;  // regular fields, lower case
+  // Request head: views into `head_bytes`, where on_header copies what
+  // nghttp2 hands over (its buffers do not outlive the callback).
+  http::ByteArena head_bytes;
+  std::string_view method, path, authority, content_type, request_id;
+  http::HeaderList fields;  // regular fields, lower case
+  std::string_view cookie;  // the crumbs so far, "; "-joined: one field once the head is in
   size_t header_bytes = 0;
   bool too_large = false;
   bool has_content_length = false;
@@ -101,7 +107,7 @@ struct H2Stream {
   upstream::Fields trailers_in;              // the client's, after its DATA
   upstream::Fields trailers_out;             // sent after the last DATA (gRPC status)
   std::function<void(size_t)> on_body_sent;  // an h2 upstream opens its window
-  H2HeaderBlock response_head;               // an HTTP/1.1 upstream's, translated
+  H2HeaderBlock response_head;               // the upstream's, translated
 
   Signal wake;
   // While serve_stream runs: the request's deadline (the connection's
@@ -447,30 +453,26 @@ int H2Connection::on_header(nghttp2_session* session, const nghttp2_frame* frame
     stream->too_large = true;
     return 0;
   }
-  if (name == ":method")
-    stream->method = value;
-  else if (name == ":path")
-    stream->path = value;
-  else if (name == ":authority")
-    stream->authority = value;
-  else if (name.starts_with(":"))
+  auto& bytes = stream->head_bytes;
+  if (name == ":method") {
+    stream->method = bytes.keep(value);
+  } else if (name == ":path") {
+    stream->path = bytes.keep(value);
+  } else if (name == ":authority") {
+    stream->authority = bytes.keep(value);
+  } else if (name.starts_with(":")) {
     return 0;  // :scheme; nghttp2 has checked the set
-  else {
-    if (name == "content-type") stream->content_type = value;
+  } else if (name == "host") {  // :authority wins; the upstream gets the one routing saw
+    if (stream->authority.empty()) stream->authority = bytes.keep(value);
+  } else if (name == "cookie") {  // one h1 field, "; "-joined (RFC 9113 §8.2.3)
+    stream->cookie = stream->cookie.empty() ? bytes.keep(value)
+                                            : bytes.keep_joined(stream->cookie, "; ", value);
+  } else {
+    const auto kept = bytes.keep(value);
+    if (name == "content-type") stream->content_type = kept;
     if (name == "content-length") stream->has_content_length = true;
-    if (name == "x-request-id") stream->request_id = value;
-    if (name == "host") {  // :authority wins; the upstream gets the one routing saw
-      if (stream->authority.empty()) stream->authority = value;
-      return 0;
-    }
-    if (name == "cookie") {  // one h1 field, "; "-joined (RFC 9113 §8.2.3)
-      for (auto& [n, v] : stream->fields)
-        if (n == "cookie") {
-          v.append("; ").append(value);
-          return 0;
-        }
-    }
-    stream->fields.emplace_back(name, value);
+    if (name == "x-request-id") stream->request_id = kept;
+    stream->fields.add(bytes.keep(name), kept);
   }
   return 0;
 }
@@ -493,6 +495,7 @@ int H2Connection::on_frame_recv(nghttp2_session* session, const nghttp2_frame* f
   if (frame->hd.type == NGHTTP2_RST_STREAM) stream->reset_by_client = true;
   if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
     stream->in_end = end_stream;
+    if (!stream->cookie.empty()) stream->fields.add("cookie", stream->cookie);
     self->starting_.push_back(stream);
   } else if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) && end_stream) {
     stream->in_end = true;
@@ -744,12 +747,10 @@ Awaitable<void> H2Connection::serve_stream(std::shared_ptr<H2Stream> stream) {
 
   if (s.request_id.empty()) {  // the upstream, the log and the client's trace share one id
     char id[kRequestIdSize];
-    s.request_id = make_request_id(worker_, id);
-    s.fields.emplace_back("x-request-id", s.request_id);
+    s.request_id = s.head_bytes.keep(make_request_id(worker_, id));
+    s.fields.add("x-request-id", s.request_id);
   }
-  http::HeaderList fields;  // views of s.fields, for routing and the upstream request
-  fields.reserve(s.fields.size() + 1);
-  for (const auto& [n, v] : s.fields) fields.add(n, v);
+  auto& fields = s.fields;  // for routing and the upstream request
   if (s.too_large) {
     count(observe::H2Defence::kHeaderTooLarge);
     reply_local(s, LocalReason::kHeaderTooLarge);
@@ -1198,7 +1199,7 @@ Awaitable<bool> H2Connection::exchange_h2(
   };
 
   // -- request head
-  std::string path = s.path;
+  std::string path(s.path);
   if (route.rewrite && !route.prefix.empty() && path.starts_with(route.prefix))
     path = route.rewrite_prefix + path.substr(route.prefix.size());
   const auto upstream_head = std::make_shared<H2RequestHead>(s.method, s.authority, path, fields,
@@ -1360,7 +1361,8 @@ Awaitable<bool> H2Connection::exchange_h2(
     fail(s.timed_out ? s.timeout_reason : LocalReason::kUpstreamReset);
     co_return false;
   }
-  auto response = h2_response(std::move(up->headers), route.response_headers);
+  // Into the stream, where nghttp2 reads it when the HEADERS frame goes out.
+  h2_response_head(s.response_head, up->status, up->headers, route.response_headers);
   s.on_body_sent = [client, id = up->id](size_t n) { client->consume(id, n); };
   // A response that ended with its head (gRPC trailers-only) has no DATA.
   const bool has_body = !(up->end && s.body_out.empty());
@@ -1373,7 +1375,7 @@ Awaitable<bool> H2Connection::exchange_h2(
   };
   if (up->end) take_trailers();  // before out_end: the last DATA frame carries them
   s.out_end = up->end;
-  submit_response(s, up->status, response, has_body);
+  submit_response(s, up->status, s.response_head.fields(), has_body);
 
   // -- response body and trailers
   while (!up->end && !up->reset && !s.closed && !s.timed_out) {

@@ -218,7 +218,7 @@ int H2Client::on_header(nghttp2_session* session, const nghttp2_frame* frame, co
     for (char c : v) status = status * 10 + static_cast<unsigned>(c - '0');
     if (status >= 200 || status == 101) stream.status = status;
   } else if (!n.starts_with(":")) {
-    stream.headers.emplace_back(n, v);
+    stream.headers.add(stream.header_bytes.keep(n), stream.header_bytes.keep(v));
   }
   return 0;
 }

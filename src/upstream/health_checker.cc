@@ -154,7 +154,8 @@ net::Awaitable<HealthCheckResult> check_h2(const ClusterSpec& cluster, const Hea
           return std::string();
         };
         auto code = grpc_status(stream->trailers);
-        if (code.empty()) code = grpc_status(stream->headers);
+        if (const auto* in_head = stream->headers.find("grpc-status"); code.empty() && in_head)
+          code.assign(in_head->value);  // trailers-only
         const int serving = grpc_serving_status(stream->response_buffer);
         result.passed = stream->status == 200 && code == "0" && serving == 1;
         if (!result.passed)

@@ -430,6 +430,23 @@ def test_te_trailers_is_kept(env):
     assert got["headers"].get("te") == "trailers", got["headers"]
 
 
+def test_cookie_crumbs_reach_the_upstream_as_one_field(env):
+    """RFC 9113 §8.2.3: a cookie an HTTP/2 client splits into crumbs reaches
+    the HTTP/1.1 upstream as one field, "; "-joined in the order sent, with
+    the fields between the crumbs intact."""
+    r, up = env
+    crumbs = ["a=1", "session=" + "s" * 700, "c=3"]  # one crumb past the head's first block
+    with H2Conn(r.port("main")) as c:
+        st = c.response(c.request("GET", "/cookie-crumbs", headers=[
+            ("cookie", crumbs[0]), ("x-between", "kept"), ("cookie", crumbs[1]),
+            ("cookie", crumbs[2])]))
+    assert st.status == 200, st
+    got = upstream_request(up, "/cookie-crumbs")
+    cookies = [v for n, v in got["raw_headers"] if n.lower() == "cookie"]
+    assert cookies == ["; ".join(crumbs)], got["raw_headers"]
+    assert got["headers"].get("x-between") == "kept", got["raw_headers"]
+
+
 def test_upstream_response_trailers_reach_the_h2_client(env):
     """Issue #4 (translation): trailers carried wherever the protocol allows —
     an HTTP/1.1 chunked trailer becomes an h2 trailing HEADERS frame."""

@@ -17,6 +17,7 @@
 
 #include <boost/asio/buffer.hpp>
 
+#include "remora/http/byte_arena.h"
 #include "remora/http/h1/head_parser.h"
 #include "remora/http/h1/head_writer.h"
 #include "remora/http/h1/request_checks.h"
@@ -804,4 +805,26 @@ TEST_CASE("h2 session memory: a real nghttp2 session runs on it and ends clean")
   }
   CHECK(sent > 50 * 9);         // 50 HEADERS frames (and the preface) went out
   nghttp2_session_del(client);  // ASan: every block nghttp2 took is back
+}
+
+TEST_CASE("ByteArena: views stay valid and unchanged as the arena grows past its blocks") {
+  remora::http::ByteArena arena;
+  std::vector<std::pair<std::string, std::string_view>> kept;
+  for (int i = 0; i < 200; ++i) {  // ~6 KiB: the inline block and two heap blocks
+    std::string text = "field-" + std::to_string(i) + std::string(static_cast<size_t>(i % 50), 'x');
+    kept.emplace_back(text, arena.keep(text));
+  }
+  const std::string big(10000, 'b');  // larger than a block: a block of its own
+  kept.emplace_back(big, arena.keep(big));
+  kept.emplace_back("", arena.keep(""));
+  for (const auto& [text, view] : kept) CHECK(view == text);
+}
+
+TEST_CASE("ByteArena: keep_joined copies the pieces as one, leaving the first where it was") {
+  remora::http::ByteArena arena;
+  const auto first = arena.keep("a=1");
+  const auto joined = arena.keep_joined(first, "; ", "b=2");
+  CHECK(joined == "a=1; b=2");
+  CHECK(first == "a=1");
+  CHECK(arena.keep_joined(joined, "; ", std::string(600, 'c')) == "a=1; b=2; " + std::string(600, 'c'));
 }

@@ -25,6 +25,7 @@ int grpc_status_for(http::LocalReason reason);
 // The grpc-status among `fields`: -1 when there is none, 2 (UNKNOWN) when it
 // is not a number.
 int grpc_status_in(const upstream::Fields& fields);
+int grpc_status_in(const http::HeaderList& fields);
 int grpc_status_in(std::span<const nghttp2_nv> fields);
 
 // What a response tells outlier detection: by its HTTP status, or for a

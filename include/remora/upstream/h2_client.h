@@ -18,7 +18,9 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "remora/http/byte_arena.h"
 #include "remora/http/h2_session_memory.h"
+#include "remora/http/header_list.h"
 #include "remora/net/buffer_recycler.h"
 #include "remora/net/executor.h"
 #include "remora/policy/circuit_breaker.h"
@@ -41,6 +43,8 @@ struct H2ClientStream {
   // Room for a typical response head up front: one allocation, not a
   // doubling per field as nghttp2 hands them over one by one.
   H2ClientStream() { headers.reserve(16); }
+  H2ClientStream(const H2ClientStream&) = delete;  // views point into its arena
+  H2ClientStream& operator=(const H2ClientStream&) = delete;
 
   int32_t id = -1;
   // Owns the request head's bytes where submit() was given fields flagged
@@ -63,7 +67,8 @@ struct H2ClientStream {
   std::function<void(size_t)> on_request_taken;  // bytes taken (caller opens its window)
   // Response, filled in by the client.
   unsigned status = 0;
-  Fields headers;
+  http::HeaderList headers;      // lower case (nghttp2 refuses others), views into header_bytes
+  http::ByteArena header_bytes;  // the response head's bytes, copied from nghttp2's
   Fields trailers;
   std::string response_buffer;
   std::string* response_body = &response_buffer;  // DATA is appended here
