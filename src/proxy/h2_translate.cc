@@ -31,14 +31,18 @@ bool stays_behind(std::string_view name, std::string_view value,
 }
 
 void H2HeaderBlock::reserve(size_t bytes, size_t fields) {
-  arena_ = std::make_unique_for_overwrite<char[]>(bytes);
+  assert(!storage_);
+  const size_t bytes_as_fields = (bytes + sizeof(nghttp2_nv) - 1) / sizeof(nghttp2_nv);
+  storage_ = std::make_unique_for_overwrite<nghttp2_nv[]>(fields + bytes_as_fields);
+  nva_ = storage_.get();
+  room_ = fields;
+  arena_ = reinterpret_cast<char*>(nva_ + fields);
   capacity_ = bytes;
-  nva_.reserve(fields);
 }
 
 std::string_view H2HeaderBlock::keep(std::string_view bytes, bool lower) {
   assert(used_ + bytes.size() <= capacity_);  // reserve() counted everything kept
-  char* at = arena_.get() + used_;
+  char* at = arena_ + used_;
   used_ += bytes.size();
   if (!lower) {
     std::memcpy(at, bytes.data(), bytes.size());
@@ -58,7 +62,8 @@ void H2HeaderBlock::add(std::string_view name, std::string_view value) {
   uint8_t flags = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
   // Unique per request: indexing it would only churn the HPACK table.
   if (name == "x-request-id") flags |= NGHTTP2_NV_FLAG_NO_INDEX;
-  nva_.push_back({bytes(name), bytes(value), name.size(), value.size(), flags});
+  assert(count_ < room_);  // reserve() counted every field
+  nva_[count_++] = {bytes(name), bytes(value), name.size(), value.size(), flags};
 }
 
 H2RequestHead::H2RequestHead(std::string_view method, std::string_view authority,

@@ -8,7 +8,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "remora/http/header_list.h"
 #include "remora/http/header_mutation.h"
@@ -30,8 +29,9 @@ bool stays_behind(std::string_view name, std::string_view value,
                   const http::HeaderMutation& mutation);
 
 // A header block for nghttp2: the list it reads (nghttp2_nv), pointing into
-// one arena that holds every byte copied in (one allocation, sized once up
-// front, so views into it stay valid), so it is neither copied nor moved.
+// an arena that holds every byte copied in. List and arena are one
+// allocation, sized once up front (so views into it stay valid), and the
+// block is neither copied nor moved.
 // Its fields are flagged NO_COPY: nghttp2 reads them in place when it
 // serializes the HEADERS frame, so the block must outlive its stream (or
 // the frame going out), not just the submit call.
@@ -41,25 +41,29 @@ class H2HeaderBlock {
   H2HeaderBlock(const H2HeaderBlock&) = delete;
   H2HeaderBlock& operator=(const H2HeaderBlock&) = delete;
 
-  // Once, before anything is kept: room for `bytes` bytes and `fields` fields.
+  // Once, before anything is kept or added: room for `bytes` bytes and
+  // `fields` fields.
   void reserve(size_t bytes, size_t fields);
   // Copies `bytes` into the arena (ASCII upper case lowered if `lower`).
   std::string_view keep(std::string_view bytes, bool lower = false);
   // Appends a field whose bytes live as long as the block (kept, or
   // literals); a name must be lower case already.
   void add(std::string_view name, std::string_view value);
-  std::span<const nghttp2_nv> fields() const { return nva_; }
+  std::span<const nghttp2_nv> fields() const { return {nva_, count_}; }
   nghttp2_nv& field(size_t index) { return nva_[index]; }
   // The first value of `name` (lower case), or nullopt.
   std::optional<std::string_view> value(std::string_view name) const {
-    return upstream::nva_value(nva_, name);
+    return upstream::nva_value(fields(), name);
   }
 
  private:
-  std::unique_ptr<char[]> arena_;
+  std::unique_ptr<nghttp2_nv[]> storage_;  // the list, then the arena's bytes
+  nghttp2_nv* nva_ = nullptr;
+  size_t count_ = 0;
+  size_t room_ = 0;  // fields
+  char* arena_ = nullptr;
   size_t used_ = 0;
-  size_t capacity_ = 0;
-  std::vector<nghttp2_nv> nva_;
+  size_t capacity_ = 0;  // bytes
 };
 
 // The header block an HTTP/2 upstream gets for one request, from a request of
