@@ -1089,8 +1089,8 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   current_.head_method = request.method == "HEAD";
   in_.consume(head_size);  // the request's views die here
 
-  // Shared with the client's callbacks, which may outlive this coroutine.
-  // Its waits end at the route's deadline (or the client's) at the latest.
+  // Woken by the stream's callbacks. Its waits end at the route's deadline
+  // (or the client's) at the latest.
   if (!h2_wake_) h2_wake_ = std::make_shared<Signal>(timer_.get_executor());
   const auto wake = h2_wake_;
   const auto route_deadline = Clock::now() + timeout;
@@ -1098,6 +1098,16 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
 
   std::shared_ptr<upstream::H2Client> client;
   std::shared_ptr<upstream::H2ClientStream> up;
+  // The last stream may stay in its connection after this coroutine (until
+  // the upstream answers its RST_STREAM): its callbacks end here, with `wake`.
+  struct CutOff {
+    std::shared_ptr<upstream::H2ClientStream>& stream;
+    ~CutOff() {
+      if (!stream) return;
+      stream->on_event = nullptr;
+      stream->on_request_taken = nullptr;
+    }
+  } cut_off{up};
   std::optional<upstream::ActiveRequest> active;
   error_code ec;
   auto give_up = [&] {
@@ -1113,23 +1123,24 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     up->on_event = nullptr;
     up->on_request_taken = nullptr;
   };
-  // A stream for this try on endpoint_: the request bytes kept by the last
-  // try's stream (all sent so far, and what is still to send) move over to
-  // it and go out again from the start. None, and why, when it cannot open.
-  auto open_stream = [&]() -> Awaitable<std::optional<LocalReason>> {
-    upstream::H2ClientFor connection{upstream::usable_h2_client(*endpoint_)};
-    if (!connection.client) connection = co_await upstream::h2_client_for(*endpoint_, spec);
+  // A stream for this try on endpoint_'s `connection`: the request bytes
+  // kept by the last try's stream (all sent so far, and what is still to
+  // send) move over to it and go out again from the start. None, and why,
+  // when it cannot open.
+  auto open_stream = [&](upstream::H2ClientFor connection) -> std::optional<LocalReason> {
     if (!connection.client) {
       if (connection.circuit_open) {
         spec.stats->circuit_open.add();
-        co_return LocalReason::kCircuitOpen;
+        return LocalReason::kCircuitOpen;
       }
       cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
-      co_return LocalReason::kUpstreamConnectFailure;
+      return LocalReason::kUpstreamConnectFailure;
     }
     auto fresh = std::make_shared<upstream::H2ClientStream>();
-    fresh->on_event = [wake] { wake->notify(); };
-    fresh->on_request_taken = [wake](size_t) { wake->notify(); };
+    // A plain pointer fits in std::function without an allocation; `cut_off`
+    // and retire_stream() end these callbacks before `wake` can go.
+    fresh->on_event = [signal = wake.get()] { signal->notify(); };
+    fresh->on_request_taken = [signal = wake.get()](size_t) { signal->notify(); };
     if (up) {  // the retired stream's kept bytes: it has nothing left to send
       fresh->request_buffer = std::move(up->request_buffer);
       up->request_buffer.clear();
@@ -1141,9 +1152,8 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     up = std::move(fresh);
     request.decoded_body = request.is_done() ? nullptr : &up->request_buffer;
     up->request_head = upstream_head;
-    if (!client->submit(up, upstream_head->fields(), has_body))
-      co_return LocalReason::kUpstreamReset;
-    co_return std::nullopt;
+    if (!client->submit(up, upstream_head->fields(), has_body)) return LocalReason::kUpstreamReset;
+    return std::nullopt;
   };
   // Another try, if the policy, the whole request being kept (or none of
   // it read yet), the budget, the breaker and the clock allow: waits out
@@ -1178,7 +1188,9 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   for (;;) {
     active.reset();
     active.emplace(endpoint_->stats());
-    if (auto refused = co_await open_stream()) {
+    upstream::H2ClientFor connection{upstream::usable_h2_client(*endpoint_)};
+    if (!connection.client) connection = co_await upstream::h2_client_for(*endpoint_, spec);
+    if (auto refused = open_stream(std::move(connection))) {
       if (*refused == LocalReason::kUpstreamConnectFailure &&
           co_await next_try(policy::TryOutcome::kConnectFailure))
         continue;

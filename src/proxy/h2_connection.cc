@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +22,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/container/flat_map.hpp>
 
 #include "remora/http/byte_arena.h"
 #include "remora/http/h1/head_parser.h"
@@ -76,7 +76,9 @@ struct H2Stream {
   http::ByteArena head_bytes;
   std::string_view method, path, authority, content_type, request_id;
   http::HeaderList fields;  // regular fields, lower case
-  std::string_view cookie;  // the crumbs so far, "; "-joined: one field once the head is in
+  // The cookie crumbs so far, "; "-joined in place (linear, however many
+  // crumbs): one field once the head is complete.
+  std::string cookie;
   size_t header_bytes = 0;
   bool too_large = false;
   bool has_content_length = false;
@@ -223,7 +225,9 @@ class H2Connection final : public DownstreamConnection,
   bool finished_ = false;  // run() is over: the timer stays off
   Clock::time_point idle_since_ = Clock::now();  // when the last open stream closed
   std::chrono::milliseconds idle_timeout_{3'600'000};
-  std::map<int32_t, std::shared_ptr<H2Stream>> streams_;
+  // Open streams by id: ids only grow, so a new one goes at the end of the
+  // sorted array (no node allocation per stream, as a tree map would make).
+  boost::container::flat_map<int32_t, std::shared_ptr<H2Stream>> streams_;
   // Request heads completed during the current nghttp2_session_mem_recv:
   // served once it returns (see start_streams).
   std::vector<std::shared_ptr<H2Stream>> starting_;
@@ -449,7 +453,8 @@ int H2Connection::on_header(nghttp2_session* session, const nghttp2_frame* frame
   std::string_view value(reinterpret_cast<const char*>(value_bytes), value_len);
   // DESIGN §6: 60 KiB and 100 fields, counted after cookie reassembly.
   stream->header_bytes += name_len + value_len + 32;
-  if (stream->header_bytes > 60 * 1024 || stream->fields.size() >= 100) {
+  const size_t field_count = stream->fields.size() + (stream->cookie.empty() ? 0 : 1);
+  if (stream->header_bytes > 60 * 1024 || field_count >= 100) {
     stream->too_large = true;
     return 0;
   }
@@ -465,8 +470,8 @@ int H2Connection::on_header(nghttp2_session* session, const nghttp2_frame* frame
   } else if (name == "host") {  // :authority wins; the upstream gets the one routing saw
     if (stream->authority.empty()) stream->authority = bytes.keep(value);
   } else if (name == "cookie") {  // one h1 field, "; "-joined (RFC 9113 §8.2.3)
-    stream->cookie = stream->cookie.empty() ? bytes.keep(value)
-                                            : bytes.keep_joined(stream->cookie, "; ", value);
+    if (!stream->cookie.empty()) stream->cookie.append("; ");
+    stream->cookie.append(value);
   } else {
     const auto kept = bytes.keep(value);
     if (name == "content-type") stream->content_type = kept;

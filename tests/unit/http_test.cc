@@ -819,12 +819,3 @@ TEST_CASE("ByteArena: views stay valid and unchanged as the arena grows past its
   kept.emplace_back("", arena.keep(""));
   for (const auto& [text, view] : kept) CHECK(view == text);
 }
-
-TEST_CASE("ByteArena: keep_joined copies the pieces as one, leaving the first where it was") {
-  remora::http::ByteArena arena;
-  const auto first = arena.keep("a=1");
-  const auto joined = arena.keep_joined(first, "; ", "b=2");
-  CHECK(joined == "a=1; b=2");
-  CHECK(first == "a=1");
-  CHECK(arena.keep_joined(joined, "; ", std::string(600, 'c')) == "a=1; b=2; " + std::string(600, 'c'));
-}

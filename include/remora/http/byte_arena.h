@@ -27,10 +27,6 @@ class ByteArena {
     if (!bytes.empty()) std::memcpy(at, bytes.data(), bytes.size());
     return {at, bytes.size()};
   }
-  // `a`, `separator` and `b` copied as one piece: a list grown by one element.
-  std::string_view keep_joined(std::string_view a, std::string_view separator,
-                               std::string_view b);
-
  private:
   char* take(size_t n) {
     if (n > left_) return take_from_new_block(n);

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -17,6 +16,8 @@
 #include <vector>
 
 #include <nghttp2/nghttp2.h>
+
+#include <boost/container/flat_map.hpp>
 
 #include "remora/http/byte_arena.h"
 #include "remora/http/h2_session_memory.h"
@@ -140,7 +141,8 @@ class H2Client : public std::enable_shared_from_this<H2Client> {
   net::Timer keepalive_timer_;
   std::chrono::steady_clock::time_point last_received_;
   bool ping_outstanding_ = false;
-  std::map<int32_t, std::shared_ptr<H2ClientStream>> streams_;
+  // By id, which only grows: a new stream goes at the end of the array.
+  boost::container::flat_map<int32_t, std::shared_ptr<H2ClientStream>> streams_;
   policy::CircuitBreaker::Guard slot_;  // the cluster breaker's max_connections
 };
 
