@@ -1079,9 +1079,8 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   if (const auto* host = request.headers.find("host")) authority = host->value;
   if (request.target.starts_with("http://"))
     authority = request.target.substr(7, request.target.find('/', 7) - 7);
-  const auto upstream_head = std::make_shared<H2RequestHead>(request.method, authority, path,
-                                                    request.headers, route.request_headers,
-                                                    client_ip_, worker_);
+  const auto upstream_head = std::make_shared<H2RequestHead>(
+      request.method, authority, path, request.headers, route.request_headers, client_ip_, worker_);
   const auto timeout = request_timeout(route, request.headers);
   const auto& retry = route.retry;
   const bool retry_method = retry.enabled() && retry.allows_method(request.method);
@@ -1103,9 +1102,7 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   struct CutOff {
     std::shared_ptr<upstream::H2ClientStream>& stream;
     ~CutOff() {
-      if (!stream) return;
-      stream->on_event = nullptr;
-      stream->on_request_taken = nullptr;
+      if (stream) stream->cut_off_callbacks();
     }
   } cut_off{up};
   std::optional<upstream::ActiveRequest> active;
@@ -1120,8 +1117,7 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
   auto retire_stream = [&] {
     if (!up) return;
     client->cancel(up->id);
-    up->on_event = nullptr;
-    up->on_request_taken = nullptr;
+    up->cut_off_callbacks();
   };
   // A stream for this try on endpoint_'s `connection`: the request bytes
   // kept by the last try's stream (all sent so far, and what is still to

@@ -1207,8 +1207,8 @@ Awaitable<bool> H2Connection::exchange_h2(
   std::string path(s.path);
   if (route.rewrite && !route.prefix.empty() && path.starts_with(route.prefix))
     path = route.rewrite_prefix + path.substr(route.prefix.size());
-  const auto upstream_head = std::make_shared<H2RequestHead>(s.method, s.authority, path, fields,
-                                                    route.request_headers, client_ip_, worker_);
+  const auto upstream_head = std::make_shared<H2RequestHead>(
+      s.method, s.authority, path, fields, route.request_headers, client_ip_, worker_);
 
   // -- tries: the first, retries as the route's policy allows, and one free
   // resend of a stream the upstream refused unprocessed
@@ -1234,8 +1234,7 @@ Awaitable<bool> H2Connection::exchange_h2(
     up->request_end = &up->request_done;
     up->request_trailers = nullptr;
     up->response_body = nullptr;
-    up->on_event = nullptr;
-    up->on_request_taken = nullptr;
+    up->cut_off_callbacks();
   };
   // Another try, if the policy, the whole request being in hand (its body
   // kept at the front of body_in), the budget, the breaker and the clock

@@ -27,6 +27,7 @@ class ByteArena {
     if (!bytes.empty()) std::memcpy(at, bytes.data(), bytes.size());
     return {at, bytes.size()};
   }
+
  private:
   char* take(size_t n) {
     if (n > left_) return take_from_new_block(n);

@@ -82,6 +82,12 @@ struct H2ClientStream {
   // Refused before any response, with every request byte sent still at the
   // front of *request_body: the same request can go out on another stream.
   bool replayable() const { return refused && !headers_done && keep_sent; }
+  // The caller is done with this stream (it may stay in its connection a
+  // while longer): what its callbacks point at may go.
+  void cut_off_callbacks() {
+    on_event = nullptr;
+    on_request_taken = nullptr;
+  }
 };
 
 class UpstreamEndpoint;
