@@ -43,7 +43,7 @@ using http::LocalReason;
 using namespace std::string_view_literals;  // appended literals need no strlen
 
 constexpr size_t kReadChunk = 16 * 1024;
-constexpr size_t kIdleRead = 2 * 1024;  // the first read of a request (see read_request_head)
+constexpr size_t kIdleRead = 2 * 1024;  // the first read of a request (see next_head_step)
 constexpr size_t kLargeBodyChunk = 64 * 1024;
 // A Content-Length body with at least this much still to come, between two
 // plain TCP sockets, is spliced (see splice_body).
@@ -153,9 +153,21 @@ class H1Connection final : public DownstreamConnection,
  private:
   struct RequestInfo;
 
-  Awaitable<bool> serve_one(const WorkerView& view, const ListenerSpec& listener);
-  Awaitable<bool> read_request_head(http::h1::RequestHeadParser& parser,
-                                    const ListenerSpec& listener, size_t& head_size);
+  // One look at what has been read of a request head: what to do next.
+  struct HeadStep {
+    enum Next { kRead, kComplete, kRefuse, kHandedToH2 } next;
+    size_t read_room = 0;     // kRead
+    size_t head_size = 0;     // kComplete
+    LocalReason refusal{};    // kRefuse
+  };
+  http::h1::RequestHeadParser& start_request_head(const ListenerSpec& listener);
+  HeadStep next_head_step(http::h1::RequestHeadParser& parser, const ListenerSpec& listener,
+                          size_t& scanned);
+  // Checks and routes a complete head: a refusal, or the route (null: none
+  // matched).
+  std::optional<LocalReason> begin_request(const WorkerView& view, const ListenerSpec& listener,
+                                           http::h1::RequestHeadParser& parser, size_t head_size,
+                                           const router::Route*& route);
   Awaitable<bool> proxy(const WorkerView& view, const ListenerSpec& listener,
                         const router::Route& route, http::h1::RequestHeadParser& request,
                         size_t head_size);
@@ -182,9 +194,11 @@ class H1Connection final : public DownstreamConnection,
   Awaitable<void> reply_local(LocalReason reason, bool close, unsigned status = 0);
   Awaitable<void> reject(const ListenerSpec& listener, LocalReason reason);
   Awaitable<void> linger_close();
-  void finish_request(unsigned status, std::string_view reason);
+  void finish_request(unsigned status, std::string_view reason, Clock::time_point end = Clock::now());
 
-  void arm(Deadline kind, Clock::duration after);
+  // `now`: the caller's reading of the clock, where it has one that is still
+  // current (a reading costs ~20 ns here, and a request takes several).
+  void arm(Deadline kind, Clock::duration after, Clock::time_point now = Clock::now());
   void disarm() { deadline_ = Deadline::kNone; }
   void wait_timer();
   void on_timer();
@@ -255,10 +269,11 @@ class H1Connection final : public DownstreamConnection,
 // ---------------------------------------------------------------- deadlines
 
 template <class ClientStream>
-void H1Connection<ClientStream>::arm(Deadline kind, Clock::duration after) {
+void H1Connection<ClientStream>::arm(Deadline kind, Clock::duration after,
+                                     Clock::time_point now) {
   deadline_ = kind;
-  deadline_at_ = Clock::now() + after;
-  last_progress_ = Clock::now();
+  last_progress_ = now;
+  deadline_at_ = now + after;
   stream_idle_ = after;
   // One wait is kept pending; it is only moved when the new deadline is
   // earlier. A later one is picked up when the wait fires (see on_timer).
@@ -311,8 +326,42 @@ Awaitable<void> H1Connection<ClientStream>::run() {
        static_cast<size_t>(stats->active_connections.value()) > listener->limits.max_connections)) {
     co_await reject(*listener, LocalReason::kOverloaded);
   } else {
+    // A request's steps run in this coroutine, not in coroutines of their
+    // own: until it is proxied, a request makes no coroutine frame.
     while (listener && !close_after_ && !worker_.draining) {
-      if (!co_await serve_one(*view, *listener)) break;
+      // -- the head
+      auto& parser = start_request_head(*listener);
+      size_t scanned = 0;
+      HeadStep step;
+      while ((step = next_head_step(parser, *listener, scanned)).next == HeadStep::kRead) {
+        error_code ec;
+        size_t n = co_await client_.async_read_some(in_.prepare(step.read_room), nothrow(ec));
+        if (ec || fired_ != Deadline::kNone) break;
+        in_.commit(n);
+      }
+      if (step.next == HeadStep::kRead && fired(Deadline::kHeader)) {
+        step = {.next = HeadStep::kRefuse, .refusal = LocalReason::kRequestTimeout};
+      }
+      if (step.next == HeadStep::kRefuse) co_await reject(*listener, step.refusal);
+      // Else the idle timeout, a drain, the client went away, or HTTP/2 took over.
+      if (step.next != HeadStep::kComplete) break;
+      idle_ = false;
+      disarm();
+
+      // -- checked, routed, proxied
+      const router::Route* route = nullptr;
+      if (auto refusal = begin_request(*view, *listener, parser, step.head_size, route)) {
+        co_await reject(*listener, *refusal);
+        break;
+      }
+      if (!route) {
+        co_await reply_local(LocalReason::kNoRoute, !parser.is_done() || !parser.keep_alive());
+        finish_request(404, "no_route");
+        in_.consume(step.head_size);
+        if (!parser.is_done() || !parser.keep_alive()) break;
+      } else if (!co_await proxy(*view, *listener, *route, parser, step.head_size)) {
+        break;
+      }
       view = worker_.view;  // a reload applies from the next request on
       listener = view->listener(listener_name_);
     }
@@ -373,91 +422,75 @@ Awaitable<void> H1Connection<ClientStream>::reject(const ListenerSpec& listener,
 // ---------------------------------------------------------------- one request
 
 template <class ClientStream>
-Awaitable<bool> H1Connection<ClientStream>::read_request_head(http::h1::RequestHeadParser& parser,
-                                                              const ListenerSpec& listener,
-                                                              size_t& head_size) {
-  const auto& limits = listener.limits;
-  idle_ = in_.size() == 0;
-  arm(idle_ ? Deadline::kIdle : Deadline::kHeader,
-      idle_ ? limits.idle_timeout : limits.header_read_timeout);
-  size_t scanned = 0;
-  for (;;) {
-    if (in_.size() != 0 && detect_h2_) {
-      const auto data = text(in_);
-      const size_t common = std::min(data.size(), kH2Preface.size());
-      if (data.substr(0, common) != kH2Preface.substr(0, common)) {
-        detect_h2_ = false;
-      } else if (common == kH2Preface.size()) {
-        if constexpr (std::is_same_v<ClientStream, net::Socket>) {
-          disarm();
-          serve_h2(std::move(client_), worker_, listener_name_, std::move(in_));
-        }
-        co_return false;
-      }
-    }
-    if (in_.size() != 0 && !detect_h2_) {
-      const auto data = text(in_);
-      const size_t end = find_head_end(data, scanned);
-      const size_t limit = limits.max_header_bytes;
-      if (end == std::string_view::npos ? data.size() > limit : end > limit) {
-        auto first_line = data.substr(0, data.find("\r\n"));
-        co_await reject(listener, first_line.size() > limits.max_target_bytes
-                                      ? LocalReason::kUriTooLong
-                                      : LocalReason::kHeaderTooLarge);
-        co_return false;
-      }
-      if (end != std::string_view::npos) {
-        // The whole head in one put(): the parser's views then point into in_.
-        error_code ec;
-        if (parser.put(asio::buffer(data.data(), end), ec) != end || ec) {
-          co_await reject(listener, LocalReason::kBadRequest);
-          co_return false;
-        }
-        head_size = end;
-        break;
-      }
-    }
-    if (in_.size() != 0 && idle_) {  // the first bytes of a head: the slowloris clock runs
-      idle_ = false;
-      arm(Deadline::kHeader, limits.header_read_timeout);
-    }
-    error_code ec;
-    size_t room = next_read_size(in_);
-    if (in_.size() == 0) {
-      // Between requests only a small buffer is held (a head rarely needs
-      // more; it grows to a full block when it does). Reading into it, rather
-      // than waiting for readability without one, spares an epoll_ctl per
-      // request: Asio re-arms the descriptor for every such wait.
-      if (in_.capacity() > kIdleRead) in_.shrink_to_fit();
-      room = kIdleRead;
-    }
-    if (room == 0) {
-      co_await reject(listener, LocalReason::kHeaderTooLarge);
-      co_return false;
-    }
-    size_t n = co_await client_.async_read_some(in_.prepare(room), nothrow(ec));
-    if (ec || fired_ != Deadline::kNone) {
-      if (fired(Deadline::kHeader)) co_await reject(listener, LocalReason::kRequestTimeout);
-      co_return false;  // idle timeout, drain, or the client went away
-    }
-    in_.commit(n);
-  }
-  idle_ = false;
-  disarm();
-  co_return true;
-}
-
-template <class ClientStream>
-Awaitable<bool> H1Connection<ClientStream>::serve_one(const WorkerView& view,
-                                                      const ListenerSpec& listener) {
+http::h1::RequestHeadParser& H1Connection<ClientStream>::start_request_head(
+    const ListenerSpec& listener) {
   auto& parser = request_parser_.emplace(request_fields_);
   parser.header_limit(static_cast<std::uint32_t>(listener.limits.max_header_bytes));
   parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   parser.eager(false);
+  idle_ = in_.size() == 0;
+  arm(idle_ ? Deadline::kIdle : Deadline::kHeader,
+      idle_ ? listener.limits.idle_timeout : listener.limits.header_read_timeout);
+  return parser;
+}
 
-  size_t head_size = 0;
-  if (!co_await read_request_head(parser, listener, head_size)) co_return false;
+template <class ClientStream>
+auto H1Connection<ClientStream>::next_head_step(http::h1::RequestHeadParser& parser,
+                                                const ListenerSpec& listener, size_t& scanned)
+    -> HeadStep {
+  const auto& limits = listener.limits;
+  if (in_.size() != 0 && detect_h2_) {
+    const auto data = text(in_);
+    const size_t common = std::min(data.size(), kH2Preface.size());
+    if (data.substr(0, common) != kH2Preface.substr(0, common)) {
+      detect_h2_ = false;
+    } else if (common == kH2Preface.size()) {
+      if constexpr (std::is_same_v<ClientStream, net::Socket>) {
+        disarm();
+        serve_h2(std::move(client_), worker_, listener_name_, std::move(in_));
+      }
+      return {.next = HeadStep::kHandedToH2};
+    }
+  }
+  if (in_.size() != 0 && !detect_h2_) {
+    const auto data = text(in_);
+    const size_t end = find_head_end(data, scanned);
+    const size_t limit = limits.max_header_bytes;
+    if (end == std::string_view::npos ? data.size() > limit : end > limit) {
+      auto first_line = data.substr(0, data.find("\r\n"));
+      return {.next = HeadStep::kRefuse,
+              .refusal = first_line.size() > limits.max_target_bytes ? LocalReason::kUriTooLong
+                                                                     : LocalReason::kHeaderTooLarge};
+    }
+    if (end != std::string_view::npos) {
+      // The whole head in one put(): the parser's views then point into in_.
+      error_code ec;
+      if (parser.put(asio::buffer(data.data(), end), ec) != end || ec)
+        return {.next = HeadStep::kRefuse, .refusal = LocalReason::kBadRequest};
+      return {.next = HeadStep::kComplete, .head_size = end};
+    }
+  }
+  if (in_.size() != 0 && idle_) {  // the first bytes of a head: the slowloris clock runs
+    idle_ = false;
+    arm(Deadline::kHeader, limits.header_read_timeout);
+  }
+  size_t room = next_read_size(in_);
+  if (in_.size() == 0) {
+    // Between requests only a small buffer is held (a head rarely needs
+    // more; it grows to a full block when it does). Reading into it, rather
+    // than waiting for readability without one, spares an epoll_ctl per
+    // request: Asio re-arms the descriptor for every such wait.
+    if (in_.capacity() > kIdleRead) in_.shrink_to_fit();
+    room = kIdleRead;
+  }
+  if (room == 0) return {.next = HeadStep::kRefuse, .refusal = LocalReason::kHeaderTooLarge};
+  return {.next = HeadStep::kRead, .read_room = room};
+}
 
+template <class ClientStream>
+std::optional<LocalReason> H1Connection<ClientStream>::begin_request(
+    const WorkerView& view, const ListenerSpec& listener, http::h1::RequestHeadParser& parser,
+    size_t head_size, const router::Route*& route) {
   current_.reset();
   current_.start = Clock::now();
   current_.listener = &listener;
@@ -466,22 +499,11 @@ Awaitable<bool> H1Connection<ClientStream>::serve_one(const WorkerView& view,
 
   auto head = text(in_).substr(0, head_size);
   if (!http::h1::raw_head_is_clean(head) ||
-      !http::h1::framing_is_unambiguous(parser.headers, parser.version)) {
-    co_await reject(listener, LocalReason::kBadRequest);
-    co_return false;
-  }
-  if (parser.target.size() > listener.limits.max_target_bytes) {
-    co_await reject(listener, LocalReason::kUriTooLong);
-    co_return false;
-  }
-  if (parser.headers.size() > listener.limits.max_headers) {
-    co_await reject(listener, LocalReason::kHeaderTooLarge);
-    co_return false;
-  }
-  if (parser.method == "CONNECT") {
-    co_await reject(listener, LocalReason::kNotImplemented);
-    co_return false;
-  }
+      !http::h1::framing_is_unambiguous(parser.headers, parser.version))
+    return LocalReason::kBadRequest;
+  if (parser.target.size() > listener.limits.max_target_bytes) return LocalReason::kUriTooLong;
+  if (parser.headers.size() > listener.limits.max_headers) return LocalReason::kHeaderTooLarge;
+  if (parser.method == "CONNECT") return LocalReason::kNotImplemented;
 
   // Origin-form "/path" or absolute-form "http://host/path" (a client that
   // uses remora as its HTTP proxy).
@@ -494,8 +516,7 @@ Awaitable<bool> H1Connection<ClientStream>::serve_one(const WorkerView& view,
     authority = rest.substr(0, slash);
     target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
   } else if (!target.starts_with("/") && target != "*") {
-    co_await reject(listener, LocalReason::kBadRequest);
-    co_return false;
+    return LocalReason::kBadRequest;
   }
   if (current_.log) {
     current_.method.assign(parser.method);
@@ -505,19 +526,14 @@ Awaitable<bool> H1Connection<ClientStream>::serve_one(const WorkerView& view,
   }
 
   const auto& table = view.snapshot->route_tables[listener.route_table];
-  const router::Route* route = table.match({authority, target, parser.headers});
-  if (!route) {
-    co_await reply_local(LocalReason::kNoRoute, !parser.is_done() || !parser.keep_alive());
-    finish_request(404, "no_route");
-    in_.consume(head_size);
-    co_return parser.is_done() && parser.keep_alive();
-  }
-  co_return co_await proxy(view, listener, *route, parser, head_size);
+  route = table.match({authority, target, parser.headers});
+  return std::nullopt;
 }
 
 template <class ClientStream>
-void H1Connection<ClientStream>::finish_request(unsigned status, std::string_view reason) {
-  auto elapsed = std::chrono::duration<double>(Clock::now() - current_.start).count();
+void H1Connection<ClientStream>::finish_request(unsigned status, std::string_view reason,
+                                                Clock::time_point end) {
+  auto elapsed = std::chrono::duration<double>(end - current_.start).count();
   if (current_.series) current_.series->count_status(observe::Protocol::kHttp1, status);
   if (current_.route && current_.route->duration) current_.route->duration->observe(elapsed);
   if (current_.log) {
@@ -580,12 +596,17 @@ Awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
   const bool keep_alive = request.keep_alive();
   const bool has_body = !request.is_done();
 
+  // The clock is read again only after a co_await: until then the request's
+  // start is "now".
+  auto now = current_.start;
+
   // -- the route's policies, then the cluster's breaker (DESIGN §1)
-  auto verdict = apply_route_policies(route, request.headers, worker_.random(), Clock::now());
+  auto verdict = apply_route_policies(route, request.headers, worker_.random(), now);
   if (verdict.delay.count() > 0) {
     net::Timer pause(timer_.get_executor(), verdict.delay);
     error_code ec;
     co_await pause.async_wait(nothrow(ec));
+    now = Clock::now();
   }
   policy::CircuitBreaker::Guard request_slot;
   std::optional<LocalReason> refused;
@@ -678,7 +699,7 @@ Awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
   request_head_.swap(out_);
 
   // -- tries: the first, and retries as the route's policy allows (DESIGN §1)
-  const auto route_deadline = Clock::now() + timeout;
+  const auto route_deadline = now + timeout;
   Replay replay;
   replay.limit = retry_method ? retry.buffer_limit : 0;
   policy::CircuitBreaker::Guard retry_slot;
@@ -694,7 +715,7 @@ Awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     // A body is replayed from what was kept: all of it, or no retry. Before
     // the first try sent any, it still waits in the client socket: any try may.
     if (has_body && body_sent && (!request.is_done() || replay.overflow)) co_return false;
-    auto now = Clock::now();
+    now = Clock::now();
     auto wait = std::max<Clock::duration>(retry.backoff.delay(retries, worker_.random()),
                                           wait_hint);
     if (now + wait >= route_deadline) co_return false;
@@ -706,14 +727,16 @@ Awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     if (auto other = cluster.pick_other(endpoint_.get(), worker_.random())) endpoint_ = other;
     co_return true;
   };
-  if (current_.target->retry_budget) current_.target->retry_budget->record_request(Clock::now());
+  if (current_.target->retry_budget) current_.target->retry_budget->record_request(now);
 
   for (int attempt = 0;; ++attempt) {
+    if (attempt > 0) now = Clock::now();  // after a failed try, and any backoff
     upstream::ActiveRequest active(endpoint_->stats());
-    upstream_ = endpoint_->acquire(Clock::now(), spec.pool_idle_timeout);
+    upstream_ = endpoint_->acquire(now, spec.pool_idle_timeout);
     const bool reused = upstream_ != nullptr;
-    if (const auto connected = reused ? Connect::kConnected : co_await connect(*endpoint_, spec);
-        connected != Connect::kConnected) {
+    const auto connected = reused ? Connect::kConnected : co_await connect(*endpoint_, spec);
+    if (!reused) now = Clock::now();
+    if (connected != Connect::kConnected) {
       auto reason = LocalReason::kCircuitOpen;
       if (connected == Connect::kFailed) {
         cluster.record(*endpoint_, policy::Outcome::kGatewayFailure);
@@ -731,12 +754,13 @@ Awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
       error_code ec;
       co_await asio::async_write(client_, asio::buffer(kContinue), nothrow(ec));
       if (ec) co_return false;
+      now = Clock::now();
     }
 
     // -- the request, head and body, streamed upstream (a retry: replayed)
     std::string_view head = request_head_;
     if (retry.enabled()) head = with_attempt_header(request_head_, retries + 1, attempt_head_);
-    arm(Deadline::kStreamIdle, listener.limits.stream_idle_timeout);
+    arm(Deadline::kStreamIdle, listener.limits.stream_idle_timeout, now);
     Relay sent;
     if (has_body && !body_sent) {
       body_sent = true;
@@ -778,10 +802,11 @@ Awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
     response.eager(false);
     if (current_.head_method) response.skip(true);
     // This try's deadline: per_try_timeout, within what is left of the route's.
+    now = Clock::now();
     auto try_deadline = route_deadline;
     if (retry.per_try_timeout.count() > 0)
-      try_deadline = std::min(try_deadline, Clock::now() + retry.per_try_timeout);
-    arm(Deadline::kRoute, try_deadline - Clock::now());
+      try_deadline = std::min(try_deadline, now + retry.per_try_timeout);
+    arm(Deadline::kRoute, try_deadline - now, now);
     auto& buffer = upstream_->buffer;
     size_t response_head = 0;
     size_t scanned = 0;
@@ -907,11 +932,12 @@ Awaitable<bool> H1Connection<ClientStream>::proxy(const WorkerView& view,
       co_return false;
     }
     current_.bytes_out += out_.size();
+    now = Clock::now();
     if (response.keep_alive() && !until_eof && buffer.size() == 0)
-      endpoint_->release(std::move(upstream_), Clock::now(), spec.pool_max_idle);
+      endpoint_->release(std::move(upstream_), now, spec.pool_max_idle);
     else
       upstream_.reset();
-    finish_request(status, "");
+    finish_request(status, "", now);
     co_return !close;
   }
 }
