@@ -1366,7 +1366,12 @@ Awaitable<bool> H1Connection<ClientStream>::proxy_h2(const router::Route& route,
     // The tail goes with the rest unless request bytes are left to drop first (below).
     const bool with_tail = chunked && up->end && request.is_done();
     if (with_tail) tail = chunked_tail(h2_response(std::move(up->trailers), {}));
-    if (have_piece || !head.empty() || with_tail) {
+    // A head whose sized body has not begun to arrive waits for it: the DATA
+    // frame is nearly always the upstream's next segment, and head and body
+    // then reach the client as one segment, not two. (A body of unknown
+    // length may be a stream: its head goes at once.)
+    const bool hold_head = !head.empty() && has_length && !no_body && !up->end;
+    if (have_piece || (!head.empty() && !hold_head) || with_tail) {
       const bool framed = chunked && have_piece;
       char size_line[24];
       const int size_len =
