@@ -156,9 +156,9 @@ class H1Connection final : public DownstreamConnection,
   // One look at what has been read of a request head: what to do next.
   struct HeadStep {
     enum Next { kRead, kComplete, kRefuse, kHandedToH2 } next;
-    size_t read_room = 0;     // kRead
-    size_t head_size = 0;     // kComplete
-    LocalReason refusal{};    // kRefuse
+    size_t read_room = 0;   // kRead
+    size_t head_size = 0;   // kComplete
+    LocalReason refusal{};  // kRefuse
   };
   http::h1::RequestHeadParser& start_request_head(const ListenerSpec& listener);
   HeadStep next_head_step(http::h1::RequestHeadParser& parser, const ListenerSpec& listener,
@@ -194,7 +194,8 @@ class H1Connection final : public DownstreamConnection,
   Awaitable<void> reply_local(LocalReason reason, bool close, unsigned status = 0);
   Awaitable<void> reject(const ListenerSpec& listener, LocalReason reason);
   Awaitable<void> linger_close();
-  void finish_request(unsigned status, std::string_view reason, Clock::time_point end = Clock::now());
+  void finish_request(unsigned status, std::string_view reason,
+                      Clock::time_point end = Clock::now());
 
   // `now`: the caller's reading of the clock, where it has one that is still
   // current (a reading costs ~20 ns here, and a request takes several).
@@ -269,8 +270,7 @@ class H1Connection final : public DownstreamConnection,
 // ---------------------------------------------------------------- deadlines
 
 template <class ClientStream>
-void H1Connection<ClientStream>::arm(Deadline kind, Clock::duration after,
-                                     Clock::time_point now) {
+void H1Connection<ClientStream>::arm(Deadline kind, Clock::duration after, Clock::time_point now) {
   deadline_ = kind;
   last_progress_ = now;
   deadline_at_ = now + after;
@@ -459,8 +459,9 @@ auto H1Connection<ClientStream>::next_head_step(http::h1::RequestHeadParser& par
     if (end == std::string_view::npos ? data.size() > limit : end > limit) {
       auto first_line = data.substr(0, data.find("\r\n"));
       return {.next = HeadStep::kRefuse,
-              .refusal = first_line.size() > limits.max_target_bytes ? LocalReason::kUriTooLong
-                                                                     : LocalReason::kHeaderTooLarge};
+              .refusal = first_line.size() > limits.max_target_bytes
+                             ? LocalReason::kUriTooLong
+                             : LocalReason::kHeaderTooLarge};
     }
     if (end != std::string_view::npos) {
       // The whole head in one put(): the parser's views then point into in_.

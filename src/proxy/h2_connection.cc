@@ -437,7 +437,7 @@ int H2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_frame
     return 0;
   }
   auto stream = std::make_shared<H2Stream>(frame->hd.stream_id, self->client_.get_executor(),
-                                          self->session_now_);
+                                           self->session_now_);
   nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, stream.get());
   self->arm_timer(stream->last_active + self->stream_idle_timeout_);
   self->streams_[frame->hd.stream_id] = std::move(stream);
