@@ -1,8 +1,12 @@
 #include "remora/server/worker.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <utility>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 #include "remora/proxy/downstream.h"
@@ -12,10 +16,24 @@ namespace remora::server {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-// Only this worker's thread touches its sockets (others post to it), so the
-// reactor's per-socket locks are dropped; posting stays thread-safe.
+BoundListener::BoundListener(BoundListener&& other) noexcept
+    : name(std::move(other.name)),
+      address(std::move(other.address)),
+      fd(std::exchange(other.fd, -1)),
+      acceptor(std::move(other.acceptor)) {}
+
+BoundListener::~BoundListener() {
+  if (fd >= 0) ::close(fd);  // never adopted (a reload that failed, or shutdown)
+}
+
+// Made on the main thread before the worker's starts (thread creation orders
+// the two); from then on only the worker's thread touches io_.
 Worker::Worker(unsigned index)
-    : index_(index), io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO), sweep_timer_(io_) {
+    : index_(index),
+      io_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE),
+      inbox_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      inbox_wake_(io_, inbox_fd_),
+      sweep_timer_(io_) {
   context_.seed(0x9E3779B97F4A7C15ULL * (index + 1) ^
                 static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
 }
@@ -30,8 +48,9 @@ Worker::~Worker() {
 
 BoundListener Worker::bind(const std::string& name, const net::Endpoint& address,
                            boost::system::error_code& ec) {
-  BoundListener bound{name, address, std::make_unique<net::Acceptor>(io_)};
-  auto& acceptor = *bound.acceptor;
+  BoundListener bound{name, address};
+  boost::asio::io_context staging;  // the worker's io_context is its thread's alone
+  net::Acceptor acceptor(staging);
   acceptor.open(address.protocol(), ec);
   if (!ec) acceptor.set_option(net::Acceptor::reuse_address(true), ec);
   if (!ec) {
@@ -41,20 +60,47 @@ BoundListener Worker::bind(const std::string& name, const net::Endpoint& address
   }
   if (!ec) acceptor.bind(address, ec);
   if (!ec) acceptor.listen(4096, ec);
+  if (!ec) bound.fd = acceptor.release(ec);
   return bound;
 }
 
 void Worker::start() {
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
+    read_inbox();
     schedule_sweep();
     io_.run();
   });
 }
 
 void Worker::stop() {
-  io_.stop();
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.joinable()) return;
+  send([this] { io_.stop(); });
+  thread_.join();
+}
+
+void Worker::send(std::function<void()> work) {
+  {
+    std::lock_guard lock(inbox_mutex_);
+    inbox_.push_back(std::move(work));
+  }
+  const uint64_t one = 1;
+  [[maybe_unused]] auto written = ::write(inbox_fd_, &one, sizeof one);  // adds to the counter
+}
+
+// A wake-up may find the inbox already emptied by the one before: harmless.
+void Worker::read_inbox() {
+  inbox_wake_.async_read_some(asio::buffer(&inbox_count_, sizeof inbox_count_),
+                              [this](boost::system::error_code ec, size_t) {
+                                if (ec) return;  // closed with the worker
+                                std::vector<std::function<void()>> work;
+                                {
+                                  std::lock_guard lock(inbox_mutex_);
+                                  work.swap(inbox_);
+                                }
+                                for (auto& w : work) w();
+                                read_inbox();
+                              });
 }
 
 void Worker::accept_loop(BoundListener& listener) {
@@ -103,8 +149,7 @@ void Worker::rebuild_view(std::shared_ptr<const proxy::Snapshot> snapshot) {
 void Worker::apply(std::shared_ptr<const proxy::Snapshot> snapshot, EndpointSets endpoints,
                    std::vector<BoundListener> listeners) {
   auto moved = std::make_shared<std::vector<BoundListener>>(std::move(listeners));
-  asio::post(io_, [this, snapshot = std::move(snapshot), endpoints = std::move(endpoints),
-                   moved]() mutable {
+  send([this, snapshot = std::move(snapshot), endpoints = std::move(endpoints), moved]() mutable {
     endpoints_ = std::move(endpoints);
     rebuild_view(std::move(snapshot));
     // Listeners: keep those still configured (same name and address), close the rest.
@@ -121,15 +166,23 @@ void Worker::apply(std::shared_ptr<const proxy::Snapshot> snapshot, EndpointSets
       }
     }
     for (auto& fresh : *moved) {
-      next.push_back(std::make_unique<BoundListener>(std::move(fresh)));
-      accept_loop(*next.back());
+      auto listener = std::make_unique<BoundListener>(std::move(fresh));
+      listener->acceptor = std::make_unique<net::Acceptor>(io_);
+      boost::system::error_code ec;
+      listener->acceptor->assign(listener->address.protocol(), listener->fd, ec);
+      if (ec) {  // the descriptor stays the listener's, and closes with it
+        spdlog::error("worker {}: listener {}: {}", index_, listener->name, ec.message());
+        continue;
+      }
+      listener->fd = -1;
+      accept_loop(*next.emplace_back(std::move(listener)));
     }
     listeners_ = std::move(next);
   });
 }
 
 void Worker::update_endpoints(EndpointSets endpoints) {
-  asio::post(io_, [this, endpoints = std::move(endpoints)]() mutable {
+  send([this, endpoints = std::move(endpoints)]() mutable {
     for (auto& [name, addresses] : endpoints) {
       if (auto it = clusters_.find(name); it != clusters_.end()) it->second->set_endpoints(addresses);
       endpoints_[name] = std::move(addresses);
@@ -138,7 +191,7 @@ void Worker::update_endpoints(EndpointSets endpoints) {
 }
 
 void Worker::drain() {
-  asio::post(io_, [this] {
+  send([this] {
     context_.draining = true;
     for (auto& listener : listeners_) {
       boost::system::error_code ec;
