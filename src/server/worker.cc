@@ -184,7 +184,8 @@ void Worker::apply(std::shared_ptr<const proxy::Snapshot> snapshot, EndpointSets
 void Worker::update_endpoints(EndpointSets endpoints) {
   send([this, endpoints = std::move(endpoints)]() mutable {
     for (auto& [name, addresses] : endpoints) {
-      if (auto it = clusters_.find(name); it != clusters_.end()) it->second->set_endpoints(addresses);
+      if (auto it = clusters_.find(name); it != clusters_.end())
+        it->second->set_endpoints(addresses);
       endpoints_[name] = std::move(addresses);
     }
   });
