@@ -812,14 +812,16 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
 
     started = time.monotonic()
+    # The revision measured is the one built before the run: a commit or an
+    # edit made while it runs must not be credited with its figures.
+    rev = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     bench = Bench(args)
     try:
         bench.run()
         micro = {"skipped": "--no-micro"} if args.no_micro else bench.micro()
     finally:
         Proc.stop_all()
-    rev = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     now = datetime.datetime.now()
     meta = {
         "date": now.isoformat(timespec="seconds"), "revision": rev, "dirty": dirty,
