@@ -355,10 +355,11 @@ Awaitable<void> H1Connection<ClientStream>::run() {
         break;
       }
       if (!route) {
-        co_await reply_local(LocalReason::kNoRoute, !parser.is_done() || !parser.keep_alive());
+        const bool go_on = parser.is_done() && parser.keep_alive();
+        co_await reply_local(LocalReason::kNoRoute, !go_on);
         finish_request(404, "no_route");
         in_.consume(step.head_size);
-        if (!parser.is_done() || !parser.keep_alive()) break;
+        if (!go_on) break;
       } else if (!co_await proxy(*view, *listener, *route, parser, step.head_size)) {
         break;
       }
