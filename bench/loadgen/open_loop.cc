@@ -21,6 +21,11 @@
 //
 //   open_loop --port 8080 --rate 20000 --duration 5 [--host 127.0.0.1]
 //             [--path /] [--connections 64] [--warmup 1] [--drain 2]
+//             [--trace FILE]
+//
+// --trace writes one line per recorded request, "<intended send, µs from the
+// schedule's start> <latency µs>", in the order answers came: the way to see
+// whether a tail is a stall (a burst of late answers) or steady queueing.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -30,6 +35,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio.hpp>
@@ -56,10 +62,12 @@ struct Options {
   double warmup = 1;
   double drain = 2;
   int connections = 64;
+  std::string trace;  // file for the per-request trace; empty: none
 };
 
 struct Stats {
   std::vector<uint32_t> latencies_us;  // measured window only
+  std::vector<std::pair<uint32_t, uint32_t>> trace;  // (intended µs, latency µs), if --trace
   uint64_t sent = 0;
   uint64_t completed = 0;
   uint64_t non_2xx = 0;
@@ -106,6 +114,7 @@ class Generator {
     total_ = static_cast<uint64_t>(opt_.rate * (opt_.warmup + opt_.duration));
     warm_ = static_cast<uint64_t>(opt_.rate * opt_.warmup);
     stats_.latencies_us.reserve(total_ - warm_ + 16);
+    if (!opt_.trace.empty()) stats_.trace.reserve(total_ - warm_ + 16);
   }
 
   awaitable<void> run() {
@@ -155,8 +164,13 @@ class Generator {
     if (status < 200 || status > 299) ++stats_.non_2xx;
     if (k >= warm_) {
       auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - intended(k));
-      stats_.latencies_us.push_back(static_cast<uint32_t>(
-          std::min<int64_t>(us.count(), std::numeric_limits<uint32_t>::max())));
+      auto latency =
+          static_cast<uint32_t>(std::min<int64_t>(us.count(), std::numeric_limits<uint32_t>::max()));
+      stats_.latencies_us.push_back(latency);
+      if (!opt_.trace.empty()) {
+        auto at = std::chrono::duration_cast<std::chrono::microseconds>(intended(k) - t0_);
+        stats_.trace.emplace_back(static_cast<uint32_t>(at.count()), latency);
+      }
       last_done_ = Clock::now();
     }
   }
@@ -171,7 +185,9 @@ class Generator {
   const tcp::endpoint& endpoint() const { return endpoint_; }
   bool finished() const { return end_ != Clock::time_point{}; }
 
-  void report() {
+  // False if the trace was asked for and could not be written.
+  bool report() {
+    bool traced = opt_.trace.empty() || write_trace();
     auto& v = stats_.latencies_us;
     std::sort(v.begin(), v.end());
     auto pct = [&](double p) -> uint64_t {
@@ -213,9 +229,21 @@ class Generator {
       i = j;
     }
     std::printf("]}\n");
+    return traced;
   }
 
  private:
+  bool write_trace() const {
+    FILE* f = std::fopen(opt_.trace.c_str(), "w");
+    bool ok = f != nullptr;
+    if (f) {
+      for (auto [at, latency] : stats_.trace) std::fprintf(f, "%u %u\n", at, latency);
+      ok = std::fclose(f) == 0;
+    }
+    if (!ok) std::fprintf(stderr, "open_loop: cannot write %s\n", opt_.trace.c_str());
+    return ok;
+  }
+
   Clock::time_point intended(uint64_t k) const { return t0_ + period_ * static_cast<int64_t>(k); }
 
   void make_due(uint64_t k) {
@@ -330,6 +358,7 @@ int main(int argc, char** argv) {
     else if (a == "--warmup") o.warmup = number(v);
     else if (a == "--drain") o.drain = number(v);
     else if (a == "--connections") o.connections = static_cast<int>(number(v));
+    else if (a == "--trace") o.trace = v;
     else {
       std::fprintf(stderr, "open_loop: unknown option %s\n", a.c_str());
       return 2;
@@ -338,7 +367,7 @@ int main(int argc, char** argv) {
   if (o.port == 0 || o.rate <= 0 || o.duration <= 0 || o.connections <= 0) {
     std::fprintf(stderr,
                  "usage: open_loop --port P --rate RPS --duration S [--host H] [--path /]\n"
-                 "                 [--connections 64] [--warmup 1] [--drain 2]\n");
+                 "                 [--connections 64] [--warmup 1] [--drain 2] [--trace FILE]\n");
     return 2;
   }
   asio::io_context io(1);
@@ -355,6 +384,5 @@ int main(int argc, char** argv) {
     io.stop();
   });
   io.run();
-  gen.report();
-  return 0;
+  return gen.report() ? 0 : 1;
 }
