@@ -705,6 +705,9 @@ def combine(parts):
     if detail:
         out["error_detail"] = detail
     out.update(percentiles(hist))
+    # One slow slice sets a figure's p99 (a machine stall, README): each
+    # slice's own p99 shows whether it did.
+    out["slice_p99_us"] = [percentiles(p["hist"])["p99_us"] for p in done]
     cores = {}
     for p in done:
         for cpu, delta in p["cores"].items():
